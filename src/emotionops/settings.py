@@ -1,0 +1,108 @@
+"""One settings object for endpoints, credentials and paths (environment variables or `.env`).
+
+Tunable knobs do not live here: they are in `params.yaml` (see `emotionops.params`).
+Settings are built lazily at the entry point; importing this module does no work.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emotionops.errors import EmotionOpsError
+
+
+class SettingsError(EmotionOpsError, ValueError):
+    """Raised when the environment asks for something unsafe or inconsistent."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EMOTIONOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Literal["local", "production"] = Field(
+        "local", description="'production' refuses embedded defaults (SQLite, auto-started MLflow)."
+    )
+    project_dir: Path = Field(Path("."), description="DVC/git project root holding params.yaml.")
+    data_dir: Path = Field(Path("data"), description="Working data; relative to project_dir.")
+    params_file: Path = Field(Path("params.yaml"), description="Relative to project_dir.")
+
+    warehouse_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL (sqlite:///..., postgresql+psycopg://..., "
+        "oracle+oracledb://...). Default: SQLite file in data_dir.",
+    )
+    warehouse_password: SecretStr | None = Field(
+        None, description="Password injected into warehouse_url when the URL carries none."
+    )
+
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow server URL. Unset: the demo starts a local server itself."
+    )
+    model_name: str = Field("emotion-classifier", description="Registered model name.")
+
+    dvc_remote_url: str | None = Field(
+        None, description="DVC remote (path or s3://...). Default: the repo's local remote."
+    )
+
+    search_url: str | None = Field(
+        None, description="Base URL of the local image-search stand-in (engine 'local')."
+    )
+    chromium_binary: Path = Path("/usr/bin/chromium")
+    chromedriver: Path = Path("/usr/bin/chromedriver")
+    download_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts the downloader may fetch even if they resolve to private addresses "
+        "(the local stand-in, tests). Everything else on loopback/private ranges is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_embedded_defaults_in_production(self) -> Settings:
+        if self.environment == "production":
+            missing = [
+                name
+                for name in ("warehouse_url", "mlflow_tracking_uri", "dvc_remote_url")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise SettingsError(
+                    "EMOTIONOPS_ENVIRONMENT=production needs explicit "
+                    + ", ".join(f"EMOTIONOPS_{m.upper()}" for m in missing)
+                )
+        return self
+
+    # Derived paths -------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return (self.project_dir / self.data_dir).resolve()
+
+    @property
+    def params_path(self) -> Path:
+        return (self.project_dir / self.params_file).resolve()
+
+    @property
+    def mlflow_store(self) -> Path:
+        """Backend store and artifacts of the embedded MLflow server."""
+        return self.data_path / "mlflow"
+
+    def resolved_warehouse_url(self) -> str:
+        if self.warehouse_url is None:
+            return f"sqlite:///{self.data_path / 'warehouse.db'}"
+        if self.warehouse_password is None:
+            return self.warehouse_url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.warehouse_url)
+        if url.password is None:
+            url = url.set(password=self.warehouse_password.get_secret_value())
+        return url.render_as_string(hide_password=False)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
