@@ -1,0 +1,118 @@
+"""Start and stop a local MLflow tracking server (SQLite backend, local artifact store).
+
+Used by `make demo`, `make mlflow-ui` and the integration tests. The lean flags come from
+PLATFORM-NOTES: one worker and no job execution start in ~4 s with ~500 MB instead of 15
+processes and 2.5 GB.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from emotionops.errors import EmotionOpsError
+
+
+class MlflowServerError(EmotionOpsError):
+    """The local MLflow server could not be started."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
+def server_command(store: Path, host: str, port: int) -> list[str]:
+    """The `mlflow server` command line serving `store` (also used by `make mlflow-ui`)."""
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    return [
+        str(mlflow_bin),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
+class LocalMlflowServer:
+    """A `mlflow server` child process; use as a context manager or call start()/stop()."""
+
+    def __init__(self, store: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.store = Path(store).resolve()
+        self.host = host
+        self.port = port or free_port(host)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.store / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> LocalMlflowServer:
+        if port_in_use(self.host, self.port):
+            raise MlflowServerError(
+                f"port {self.port} on {self.host} is already in use; choose another port "
+                "or stop the process that holds it"
+            )
+        self.store.mkdir(parents=True, exist_ok=True)
+        (self.store / "artifacts").mkdir(exist_ok=True)
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            server_command(self.store, self.host, self.port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise MlflowServerError(
+                    f"mlflow server exited with code {self.process.returncode}; see {self.log_path}"
+                )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)  # polling a child process that has no readiness signal
+        self.stop()
+        raise MlflowServerError(
+            f"mlflow server not healthy after {timeout_s:.0f}s; see {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=5)
+
+    def __enter__(self) -> LocalMlflowServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
