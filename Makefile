@@ -1,0 +1,79 @@
+# EmotionOps — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION ?= 3.11
+VENV := .venv
+AIRFLOW_VENV := .venv-airflow
+PY := $(VENV)/bin/python
+AF_PY := $(AIRFLOW_VENV)/bin/python
+BOOTSTRAP_PY ?= python3
+UV := $(BOOTSTRAP_PY) -m uv
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint format test-unit test-integration test-dags bench mlflow-ui airflow lock clean-data
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- set-up ------------------------------------------------------------------------------
+.PHONY: uv
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(BOOTSTRAP_PY) -m pip install --quiet uv
+
+$(VENV)/.installed: requirements/ml.lock pyproject.toml | uv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(VENV)
+	$(UV) pip sync --quiet --python $(PY) requirements/ml.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $@
+
+$(AIRFLOW_VENV)/.installed: requirements/airflow.lock | uv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(AIRFLOW_VENV)
+	$(UV) pip sync --quiet --python $(AF_PY) requirements/airflow.lock
+	@touch $@
+
+.PHONY: system-packages
+system-packages: ## Install Debian's chromium + chromium-driver when missing
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null \
+	  || { echo "could not install chromium: run 'sudo apt-get install chromium chromium-driver'"; exit 1; }; \
+	fi
+
+setup: $(VENV)/.installed $(AIRFLOW_VENV)/.installed system-packages ## Create .venv and .venv-airflow from the lock files, install chromium (idempotent)
+
+lock: | uv ## Re-resolve the lock files from requirements/*.in
+	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in -o requirements/ml.lock
+	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/airflow.in -o requirements/airflow.lock
+
+# --- the two commands --------------------------------------------------------------------
+demo: setup ## Run the whole pipeline end to end on embedded defaults (IMAGES=dir VIDEO=file optional)
+	$(VENV)/bin/emotionops demo $(if $(IMAGES),--images $(IMAGES)) $(if $(VIDEO),--video $(VIDEO))
+
+test: setup lint ## Run all tests (unit, integration, DAG) in both environments
+	$(VENV)/bin/pytest -m "not dags" $(PYTEST_ARGS)
+	EMOTIONOPS_CLI=$(CURDIR)/$(VENV)/bin/emotionops EMOTIONOPS_ML_VENV=$(CURDIR)/$(VENV) \
+	  $(AIRFLOW_VENV)/bin/pytest -m dags tests/dags $(PYTEST_ARGS)
+
+# --- development -------------------------------------------------------------------------
+lint: $(VENV)/.installed ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests dags plugins bench
+	$(VENV)/bin/ruff format --check src tests dags plugins bench
+
+format: $(VENV)/.installed ## ruff fix + format
+	$(VENV)/bin/ruff check --fix src tests dags plugins bench
+	$(VENV)/bin/ruff format src tests dags plugins bench
+
+test-unit: setup ## Fast unit tests only
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+mlflow-ui: $(VENV)/.installed ## Serve the demo's MLflow store in the MLflow UI (PORT=5000)
+	$(VENV)/bin/emotionops mlflow-server --port $(PORT)
+
+bench: setup ## Run the benchmarks (print tables of ratios)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-data: ## Remove the local data folder, DVC remote and Airflow home (asks first)
+	@read -p "delete data/, dvc-remote/ and airflow-home/? [y/N] " ok && [ "$$ok" = y ] && rm -rf data dvc-remote airflow-home

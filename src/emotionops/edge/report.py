@@ -1,0 +1,106 @@
+"""Aggregate per-face predictions into per-window counts: the only thing the edge emits.
+
+Privacy by design: a window row carries a label, a count and a mean confidence, never a
+frame, a crop, a box or an embedding, so no individual can be re-identified from it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+
+@dataclass(frozen=True)
+class EmotionWindow:
+    """Faces seen with one label in one time window by one camera (with one model version)."""
+
+    camera_id: str
+    window_start: datetime
+    window_seconds: float
+    label: str
+    count: int
+    mean_confidence: float
+    model_version: str | None
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC datetime; a naive one is taken to be UTC already (the pipeline's convention)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+class WindowAggregator:
+    """Counts faces per (label, model version) in fixed windows anchored at `start_time`.
+
+    Timestamps are seconds since `start_time`. Window k covers [k*w, (k+1)*w). A window is
+    emitted as soon as a later timestamp arrives (via `add` or `advance`), so a live loop
+    can ship rows without waiting for the stream to end. Rows are split by model version so
+    a hot swap in the middle of a window stays attributable.
+    """
+
+    def __init__(self, camera_id: str, window_seconds: float, start_time: datetime) -> None:
+        if not (window_seconds > 0 and math.isfinite(window_seconds)):
+            raise ValueError(f"window_seconds must be a positive number, got {window_seconds}")
+        self.camera_id = camera_id
+        self.window_seconds = float(window_seconds)
+        self.start_time = as_utc(start_time)
+        self._index: int | None = None
+        # (label, model_version) -> [count, confidence sum]
+        self._acc: dict[tuple[str, str | None], list[float]] = {}
+
+    def window_index(self, timestamp_s: float) -> int:
+        return math.floor(timestamp_s / self.window_seconds)
+
+    def advance(self, timestamp_s: float) -> list[EmotionWindow]:
+        """Close every window that ends at or before `timestamp_s`; returns their rows."""
+        index = self.window_index(timestamp_s)
+        if self._index is None:
+            self._index = index
+            return []
+        if index <= self._index:  # same window (or a clock step back: keep counting here)
+            return []
+        rows = self._rows()
+        self._index = index
+        self._acc = {}
+        return rows
+
+    def add(
+        self,
+        timestamp_s: float,
+        label: str,
+        confidence: float,
+        model_version: str | None = None,
+    ) -> list[EmotionWindow]:
+        """Count one classified face; returns rows of windows this timestamp completed."""
+        rows = self.advance(timestamp_s)
+        slot = self._acc.setdefault((label, model_version), [0, 0.0])
+        slot[0] += 1
+        slot[1] += float(confidence)
+        return rows
+
+    def flush(self) -> list[EmotionWindow]:
+        """Rows of the open window (end of stream); windows with no faces give no rows."""
+        rows = self._rows()
+        self._acc = {}
+        return rows
+
+    def _rows(self) -> list[EmotionWindow]:
+        if self._index is None or not self._acc:
+            return []
+        start = self.start_time + timedelta(seconds=self._index * self.window_seconds)
+        return [
+            EmotionWindow(
+                camera_id=self.camera_id,
+                window_start=start,
+                window_seconds=self.window_seconds,
+                label=label,
+                count=int(count),
+                mean_confidence=conf_sum / count,
+                model_version=version,
+            )
+            for (label, version), (count, conf_sum) in sorted(
+                self._acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+            )
+        ]

@@ -1,0 +1,47 @@
+"""DAG tests run in the Airflow environment with a throw-away AIRFLOW_HOME.
+
+The environment is set before Airflow is imported (Airflow reads its config at import)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+_home = Path(tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_home / 'airflow.db'}",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if "airflow" not in Path(sys.executable).parent.parent.name:
+        skip = pytest.mark.skip(reason="DAG tests run in .venv-airflow (make test does that)")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    return _home
+
+
+@pytest.fixture(scope="session")
+def ml_venv() -> Path:
+    venv = Path(os.environ.get("EMOTIONOPS_ML_VENV", REPO / ".venv"))
+    if not (venv / "bin" / "emotionops").exists():
+        pytest.fail(f"ML environment not found at {venv}: run `make setup`")
+    return venv
