@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from emotionops.errors import EmotionOpsError
 from emotionops.params import DownloadParams
@@ -125,6 +125,8 @@ def inspect_image(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
             return ImageOps.exif_transpose(probe), fmt
     except DownloadRefused:
         raise
+    except UnidentifiedImageError as exc:
+        raise DownloadRefused("not an image (unrecognised content)") from exc
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise DownloadRefused(f"cannot decode image: {exc}") from exc
 

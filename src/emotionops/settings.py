@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emotionops.errors import EmotionOpsError
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
                 if getattr(self, name) is None
             ]
             if missing:
-                raise SettingsError(
+                raise ValueError(
                     "EMOTIONOPS_ENVIRONMENT=production needs explicit "
                     + ", ".join(f"EMOTIONOPS_{m.upper()}" for m in missing)
                 )
@@ -105,4 +105,13 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; invalid environment values become one clear SettingsError."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'EMOTIONOPS_' + str(err['loc'][0]).upper() + ': ' if err['loc'] else ''}"
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
