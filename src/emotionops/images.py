@@ -82,8 +82,12 @@ def clean_images(
             continue
         sha, label = str(row["sha256"]), str(row["label"])
         if sha in records:
-            if records[sha].label != label and records[sha].status == "accepted":
-                records[sha].reason = f"also found under label {label}"
+            first = records[sha]
+            if first.label != label and first.status == "accepted":
+                # The same picture scraped for two emotions is ambiguous: keep it out.
+                (faces_root / first.face_path).unlink(missing_ok=True)
+                first.status, first.face_path = "rejected", ""
+                first.reason = f"found under several labels ({first.label}, {label})"
             continue
         if label not in labels:
             records[sha] = ImageRecord(
