@@ -292,6 +292,11 @@ def mlflow_server(
 
 
 def main() -> None:
+    import os
+
+    # A registry that dies mid-call must not stall a stage for minutes in MLflow's retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     try:
         app()
     except EmotionOpsError as exc:

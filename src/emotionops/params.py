@@ -85,6 +85,10 @@ class EdgeParams(_Section):
     frame_stride: int = Field(2, ge=1, le=1_000)
     demo_video_seconds: float = Field(12, gt=0, le=3_600)
     fps: float = Field(10, gt=0, le=120)
+    poll_s: float = Field(30, gt=0, le=86_400)
+    exclusion_zones: list[tuple[int, int, int, int]] = Field(
+        default_factory=list, description="(x, y, w, h) frame regions where no face is classified"
+    )
 
 
 class Params(_Section):

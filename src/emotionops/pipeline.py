@@ -288,36 +288,42 @@ def stage_edge(
     start_time: datetime | None = None,
     max_frames: int | None = None,
 ):
-    """Pull the champion, classify faces in `source` (or a generated demo video), and load
-    the per-window aggregate counts; returns (windows, model version, source used)."""
-    from emotionops.edge.classifier import load_model_dir
-    from emotionops.edge.service import pull_champion, run_edge
+    """Pull the champion, classify faces in `source` (or a generated demo video) while
+    watching the registry for a new champion, and load each window's aggregate counts as
+    soon as it closes; returns (windows, model version at the end, source used)."""
+    from emotionops.edge.service import ModelWatcher, pull_champion, run_edge
     from emotionops.faces import HaarFaceDetector
     from emotionops.warehouse import load_emotion_events
 
     paths = DataPaths(settings.data_path)
+    engine = _warehouse(settings)
     pulled = pull_champion(tracking_uri, settings.model_name, paths.edge_cache)
-    classifier = load_model_dir(pulled.local_dir)
     if source is None:
         source = str(make_demo_video_from_faces(settings, params))
-    is_file = Path(source).is_file()
     if start_time is None:
         # A file's windows are anchored to its mtime, so re-running on it yields the same rows.
+        is_file = Path(source).is_file()
         start_time = (
             datetime.fromtimestamp(Path(source).stat().st_mtime, UTC)
             if is_file
             else datetime.now(UTC)
         )
-    windows = run_edge(
-        source,
-        lambda: (classifier, pulled.version),
-        HaarFaceDetector(min_face_side=params.images.min_face_side),
-        params.edge,
-        start_time,
-        max_frames=max_frames,
-    )
-    load_emotion_events(_warehouse(settings), windows)
-    return windows, pulled.version, source
+    with ModelWatcher(
+        tracking_uri, settings.model_name, paths.edge_cache, pulled, poll_s=params.edge.poll_s
+    ) as watcher:
+        windows = run_edge(
+            source,
+            watcher,
+            HaarFaceDetector(min_face_side=params.images.min_face_side),
+            params.edge,
+            start_time,
+            max_frames=max_frames,
+            exclusion_zones=[tuple(z) for z in params.edge.exclusion_zones],
+            on_window=lambda w: load_emotion_events(engine, [w]),
+            face_margin=params.images.face_margin,
+        )
+        version = watcher.current.version
+    return windows, version, source
 
 
 def make_demo_video_from_faces(settings: Settings, params: Params) -> Path:

@@ -23,7 +23,7 @@ from emotionops.edge.camera import CameraError, open_source
 from emotionops.edge.classifier import ClassifierError, TfliteEmotionClassifier, load_model_dir
 from emotionops.edge.demo_video import DemoVideoError, count_frames, demo_schedule, make_demo_video
 from emotionops.edge.report import EmotionWindow, WindowAggregator
-from emotionops.edge.service import EdgeError, EdgeStats, run_edge
+from emotionops.edge.service import EdgeError, EdgeStats, ModelRejected, run_edge, smoke_test
 from emotionops.faces import HaarFaceDetector
 from emotionops.mlflow_server import free_port
 from emotionops.params import EdgeParams
@@ -34,7 +34,9 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 # Helpers ----------------------------------------------------------------------------------
-def build_tflite(out_dir: Path, sign: float = 1.0, version: str | None = None) -> Path:
+def build_tflite(
+    out_dir: Path, sign: float = 1.0, version: str | None = None, activation: str = "softmax"
+) -> Path:
     """Tiny model: logits = sign*[40(m-.5), -40(m-.5), 0] with m the mean pixel/255."""
     import keras
     import tensorflow as tf
@@ -42,13 +44,15 @@ def build_tflite(out_dir: Path, sign: float = 1.0, version: str | None = None) -
     inp = keras.Input((SIZE, SIZE, 1))
     x = keras.layers.Rescaling(1 / 255)(inp)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(len(LABELS), activation="softmax")(x)
+    out = keras.layers.Dense(len(LABELS), activation=activation)(x)
     model = keras.Model(inp, out)
     weights = np.array([[40.0, -40.0, 0.0]], dtype="float32") * sign
     bias = np.array([-20.0, 20.0, 0.0], dtype="float32") * sign
     model.layers[-1].set_weights([weights, bias])
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    (out_dir / "model.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    )
     meta = {"labels": LABELS, "image_size": SIZE, "version": version}
     (out_dir / "labels.json").write_text(json.dumps(meta))
     return out_dir
@@ -181,6 +185,15 @@ def test_classifier_rejects_bad_inputs_and_files(
         load_model_dir(tmp_path)
 
 
+def test_smoke_test_refuses_outputs_that_are_not_probabilities(
+    classifier: TfliteEmotionClassifier, tmp_path: Path
+) -> None:
+    smoke_test(classifier)  # the real softmax model passes
+    logits = load_model_dir(build_tflite(tmp_path, activation="linear"))
+    with pytest.raises(ModelRejected, match=r"not probabilities|not 1"):
+        smoke_test(logits)
+
+
 def test_classifier_is_fast_per_face(classifier: TfliteEmotionClassifier) -> None:
     face = np.random.default_rng(0).integers(0, 256, (1, SIZE, SIZE)).astype(np.float32)
     classifier.classify(face)
@@ -265,14 +278,23 @@ def test_demo_video_round_trip(demo: Path, faces: dict[str, list[Path]], tmp_pat
 PARAMS = EdgeParams(camera_id="cam-1", window_seconds=2, frame_stride=2, fps=10)
 
 
-def test_run_edge_windows_follow_the_video(
+@pytest.fixture(scope="module")
+def baseline(
     demo: Path, classifier: TfliteEmotionClassifier
-) -> None:
+) -> tuple[list[EmotionWindow], EdgeStats, list[EmotionWindow]]:
+    """One plain run over the demo video (windows, stats, windows sent to on_window)."""
     stats = EdgeStats()
     seen: list[EmotionWindow] = []
     windows = run_edge(
         str(demo), classifier, HaarFaceDetector(), PARAMS, T0, on_window=seen.append, stats=stats
     )
+    return windows, stats, seen
+
+
+def test_run_edge_windows_follow_the_video(
+    demo: Path, classifier: TfliteEmotionClassifier, baseline: tuple
+) -> None:
+    windows, stats, seen = baseline
     assert seen == windows
     assert stats.frames_read == 80 and stats.frames_processed == 40
     # One face per processed frame, 10 processed frames per 2 s segment.
@@ -282,27 +304,29 @@ def test_run_edge_windows_follow_the_video(
     ]
     assert all(8 <= w.count <= 10 and w.mean_confidence > 0.8 for w in windows)
     assert sum(w.count for w in windows) == stats.faces_classified == stats.faces_detected
-    assert {w.model_version for w in windows} == {"1"} and {w.camera_id for w in windows} == {
-        "cam-1"
-    }
+    assert {(w.model_version, w.camera_id) for w in windows} == {("1", "cam-1")}
     # Same file, same start time: identical windows.
     assert run_edge(str(demo), classifier, HaarFaceDetector(), PARAMS, T0) == windows
 
 
-def test_exclusion_zone_skips_faces(demo: Path, classifier: TfliteEmotionClassifier) -> None:
+def test_exclusion_zone_skips_faces(
+    demo: Path, classifier: TfliteEmotionClassifier, baseline: tuple
+) -> None:
+    detector = HaarFaceDetector()
     stats = EdgeStats()
     centre = [(100, 60, 120, 120)]  # every face centre in the demo lies in here
-    assert run_edge(str(demo), classifier, HaarFaceDetector(), PARAMS, T0, None, centre, stats=stats) == []
+    assert run_edge(str(demo), classifier, detector, PARAMS, T0, None, centre, stats=stats) == []
     assert stats.faces_detected > 30 and stats.faces_excluded == stats.faces_detected
     assert stats.faces_classified == 0
     edge_strip = [(0, 0, 40, 240)]  # no face centre there: nothing changes
-    full = run_edge(str(demo), classifier, HaarFaceDetector(), PARAMS, T0)
-    assert run_edge(str(demo), classifier, HaarFaceDetector(), PARAMS, T0, None, edge_strip) == full
+    assert run_edge(str(demo), classifier, detector, PARAMS, T0, None, edge_strip) == baseline[0]
     with pytest.raises(EdgeError, match="exclusion zone"):
-        run_edge(str(demo), classifier, HaarFaceDetector(), PARAMS, T0, None, [(0, 0, 0, 10)])
+        run_edge(str(demo), classifier, detector, PARAMS, T0, None, [(0, 0, 0, 10)])
 
 
-def test_run_edge_max_frames_and_swap_between_frames(demo: Path, model_dir: Path) -> None:
+def test_run_edge_max_frames_and_swap_between_frames(
+    demo: Path, model_dir: Path, baseline: tuple
+) -> None:
     stats = EdgeStats()
     one = load_model_dir(model_dir, version="1")
     two = load_model_dir(model_dir, version="2")
@@ -315,12 +339,10 @@ def test_run_edge_max_frames_and_swap_between_frames(demo: Path, model_dir: Path
         calls["n"] += 1
         return one if calls["n"] <= 15 else two  # swap after 15 processed frames
 
-    swapped_stats = EdgeStats()
-    windows = run_edge(str(demo), provider, HaarFaceDetector(), PARAMS, T0, stats=swapped_stats)
-    plain = run_edge(str(demo), one, HaarFaceDetector(), PARAMS, T0)
+    windows = run_edge(str(demo), provider, HaarFaceDetector(), PARAMS, T0)
     assert calls["n"] == 40  # asked once per processed frame
     assert {w.model_version for w in windows} == {"1", "2"}
     # No frame lost across the swap: the same faces are counted, just attributed per version.
-    assert sum(w.count for w in windows) == sum(w.count for w in plain)
+    assert sum(w.count for w in windows) == sum(w.count for w in baseline[0])
     mid = [w for w in windows if w.window_start == T0 + timedelta(seconds=2)]
     assert {w.model_version for w in mid} == {"1", "2"}

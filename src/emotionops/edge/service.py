@@ -222,7 +222,9 @@ def _download(tracking_uri: str, run_id: str, dest: Path) -> Path:
         )
     except MlflowException as exc:
         if exc.get_http_status_code() >= 500:
-            raise RegistryUnavailable(f"artifact download from {tracking_uri} failed: {exc}")
+            raise RegistryUnavailable(
+                f"artifact download from {tracking_uri} failed: {exc}"
+            ) from exc
         raise EdgeError(f"run {run_id} has no usable tflite/ artifact: {exc.message}") from exc
     except OSError as exc:
         raise RegistryUnavailable(f"artifact download from {tracking_uri} failed: {exc}") from exc
@@ -443,6 +445,10 @@ def run_edge(
     live loader); all windows are also returned.
     """
     zones = _check_zones(exclusion_zones)
+    if max_frames is not None and max_frames < 1:
+        raise EdgeError(
+            f"max_frames must be at least 1 (or None for the whole stream): {max_frames}"
+        )
     stats = stats if stats is not None else EdgeStats()
     provider: Callable[[], TfliteEmotionClassifier] = (
         (lambda: classifier_provider)
