@@ -97,14 +97,11 @@ def standin_serve(
             params.standin.seed,
         )
     server = SearchStandin(root, host=host, port=port, page_size=params.standin.page_size)
-    url = server.start()
-    console.print(f"search stand-in serving {root} at {url} (Ctrl-C to stop)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_forever(
+        on_ready=lambda url: console.print(
+            f"search stand-in serving {root} at {url} (Ctrl-C to stop)"
+        )
+    )
 
 
 # Stages -----------------------------------------------------------------------------------
