@@ -1,0 +1,154 @@
+"""MLflow model registry: register a training run's model, gate it, move aliases.
+
+Promotion goes through aliases, never stages: the edge loads `models:/<name>@champion`, so
+promoting or rolling back is moving that alias. Every version carries tags (test_accuracy,
+run_id, dataset_version, gate decision) so the registry UI alone explains each move.
+
+Foundation-level gate: the new version becomes champion when there is none yet or when its
+test_accuracy >= the champion's recorded test_accuracy tag; otherwise it becomes challenger.
+(A later gate re-evaluates both on the same frozen test set.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from emotionops.errors import EmotionOpsError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from emotionops.training.train import TrainResult
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+
+
+class RegistryError(EmotionOpsError):
+    """The registry is unreachable or refused an operation."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: int
+    promoted: bool
+    previous_version: int | None
+    reason: str
+
+
+def ensure_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when an HTTP tracking server is down.
+
+    MLflow's client retries a refused connection 7 times with exponential backoff (minutes)
+    before giving up; one cheap probe up front turns "server down" into a clear, fast error
+    while real calls keep MLflow's retries for transient blips.
+    """
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return  # file:, sqlite:, databricks... have no server of ours to probe
+    import httpx
+
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        httpx.get(url, timeout=timeout_s)  # any HTTP answer (even 401/404) means reachable
+    except httpx.HTTPError as exc:
+        raise RegistryError(
+            f"MLflow tracking server at {tracking_uri} is not reachable "
+            f"({type(exc).__name__}: {exc}); start it (make mlflow-ui) or fix "
+            "EMOTIONOPS_MLFLOW_TRACKING_URI"
+        ) from exc
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        # A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias on an existing model is
+        # INVALID_PARAMETER_VALUE "... alias X not found" (MLflow 3.17).
+        if exc.error_code in _NOT_FOUND or (
+            exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+        ):
+            return None
+        raise RegistryError(f"reading alias {model_name}@{alias} failed: {exc}") from exc
+
+
+def get_alias_version(tracking_uri: str, model_name: str, alias: str) -> ModelVersion | None:
+    """The version `alias` points to, or None when the model or the alias does not exist."""
+    ensure_reachable(tracking_uri)
+    return _alias_version(_client(tracking_uri), model_name, alias)
+
+
+def _recorded_accuracy(version: ModelVersion) -> float | None:
+    try:
+        return float(version.tags["test_accuracy"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def decide(new_accuracy: float, champion: ModelVersion | None) -> tuple[bool, str]:
+    """The foundation-level gate: (promote?, human-readable reason)."""
+    if champion is None:
+        return True, "no champion yet"
+    old = _recorded_accuracy(champion)
+    if old is None:
+        return False, (
+            f"champion v{champion.version} has no test_accuracy tag; not replacing it "
+            "automatically (promote by hand if intended)"
+        )
+    if new_accuracy >= old:
+        return True, f"test_accuracy {new_accuracy:.4f} >= champion v{champion.version} {old:.4f}"
+    return False, f"test_accuracy {new_accuracy:.4f} < champion v{champion.version} {old:.4f}"
+
+
+def register_and_promote(
+    tracking_uri: str, model_name: str, result: TrainResult, alias: str = CHAMPION
+) -> Promotion:
+    """Register `result.model_uri` as a new version of `model_name` and apply the gate."""
+    ensure_reachable(tracking_uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        champion = _alias_version(client, model_name, alias)
+        # register_model resolves LoggedModel URIs (models:/m-...) through the fluent client.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        version = mlflow.register_model(
+            result.model_uri,
+            model_name,
+            tags={
+                "test_accuracy": f"{result.test_accuracy:.6f}",
+                "test_macro_f1": f"{result.test_macro_f1:.6f}",
+                "run_id": result.run_id,
+                "dataset_version": result.dataset_version or "unversioned",
+                "tflite_uri": result.tflite_uri or f"runs:/{result.run_id}/tflite",
+                "tflite_parity": f"{result.tflite_parity:.3g}",
+            },
+        )
+        promoted, reason = decide(result.test_accuracy, champion)
+        target = alias if promoted else CHALLENGER
+        client.set_registered_model_alias(model_name, target, version.version)
+        client.set_model_version_tag(model_name, version.version, "gate", target)
+        client.set_model_version_tag(model_name, version.version, "gate_reason", reason)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"registering {result.model_uri} as {model_name} failed: {exc}"
+        ) from exc
+    return Promotion(
+        version=int(version.version),
+        promoted=promoted,
+        previous_version=int(champion.version) if champion is not None else None,
+        reason=reason,
+    )

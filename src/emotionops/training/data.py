@@ -1,0 +1,192 @@
+"""Split CSV -> tf.data datasets per split.
+
+Images are decoded once, eagerly, in Python: a missing or corrupt file then fails with an
+error that names it, instead of an opaque tf.data error half-way through an epoch. Face crops
+are tiny (48x48 uint8 = 2.3 kB each), so even FER2013-sized sets fit in memory comfortably.
+
+Every TRAINING batch has an even size: TF 2.21 + oneDNN crashes the process (segfault /
+abort) in the backward pass of a strided 1x1 Conv2D on odd batches (PLATFORM-NOTES). The
+forward pass is unaffected, so val/test keep every image.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from emotionops.errors import EmotionOpsError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+SPLITS = ("train", "val", "test")
+REQUIRED_COLUMNS = ("path", "label", "split")
+
+
+class TrainingDataError(EmotionOpsError, ValueError):
+    """The split CSV or one of the images it names cannot be used for training."""
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """Decoded images (uint8, [n, S, S, 1]) and integer labels of one split."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    paths: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Datasets:
+    """tf.data pipelines per split plus what the run logs about them."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset | None
+    test: tf.data.Dataset | None
+    arrays: dict[str, SplitArrays]
+    train_batch_size: int
+    labels: list[str]
+    image_size: int
+
+    def count(self, split: str) -> int:
+        return len(self.arrays[split])
+
+
+def even_batch_size(requested: int, n: int) -> int:
+    """Largest even batch <= min(requested, n): odd training batches crash TF 2.21 + oneDNN."""
+    if n < 2:
+        raise TrainingDataError(
+            f"the train split has {n} image(s); training needs at least 2 "
+            "(batches must have an even size)"
+        )
+    size = min(requested, n)
+    return size - (size % 2)
+
+
+def read_split_csv(split_csv: Path, labels: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+    """Rows of the split CSV grouped by split as (relative path, label index)."""
+    split_csv = Path(split_csv)
+    if not split_csv.is_file():
+        raise TrainingDataError(f"{split_csv}: split file not found")
+    index = {label: i for i, label in enumerate(labels)}
+    rows: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    with split_csv.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise TrainingDataError(
+                f"{split_csv}: missing column(s) {missing}; expected path,label,split,sha256"
+            )
+        for line_no, row in enumerate(reader, start=2):
+            label, split = row["label"].strip(), row["split"].strip()
+            if label not in index:
+                raise TrainingDataError(
+                    f"{split_csv}:{line_no}: label {label!r} is not in the label set "
+                    f"{list(labels)} (params 'labels')"
+                )
+            if split not in rows:
+                raise TrainingDataError(
+                    f"{split_csv}:{line_no}: split {split!r} is not one of {list(SPLITS)}"
+                )
+            rows[split].append((row["path"].strip(), index[label]))
+    return rows
+
+
+def decode_image(path: Path, image_size: int) -> np.ndarray:
+    """One grayscale image as uint8 [S, S, 1]; errors name the file."""
+    if not path.is_file():
+        raise TrainingDataError(f"{path}: image file listed in the split CSV does not exist")
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+            if gray.size != (image_size, image_size):
+                gray = gray.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            array = np.asarray(gray, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise TrainingDataError(f"{path}: cannot decode image ({exc})") from exc
+    return array[:, :, None]
+
+
+def load_arrays(
+    split_csv: Path, faces_root: Path, labels: Sequence[str], image_size: int
+) -> dict[str, SplitArrays]:
+    """Decode every image the split CSV names, per split."""
+    faces_root = Path(faces_root)
+    out: dict[str, SplitArrays] = {}
+    for split, rows in read_split_csv(split_csv, labels).items():
+        images = np.zeros((len(rows), image_size, image_size, 1), dtype=np.uint8)
+        for i, (rel, _) in enumerate(rows):
+            images[i] = decode_image(faces_root / rel, image_size)
+        out[split] = SplitArrays(
+            images=images,
+            labels=np.asarray([lab for _, lab in rows], dtype=np.int32),
+            paths=[rel for rel, _ in rows],
+        )
+    return out
+
+
+def _augment(images: Any, labels: Any, seed: int) -> tuple[Any, Any]:
+    import tensorflow as tf
+
+    # Light on purpose: a mirrored face keeps its emotion; crops/rotations are left for later.
+    return tf.image.random_flip_left_right(images, seed=seed), labels
+
+
+def make_datasets(
+    split_csv: Path,
+    faces_root: Path,
+    labels: Sequence[str],
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    augment: bool = True,
+) -> Datasets:
+    """Cached, prefetched datasets of float32 RAW pixel values 0..255 (the model rescales)."""
+    import tensorflow as tf
+
+    arrays = load_arrays(split_csv, faces_root, labels, image_size)
+    n_train = len(arrays["train"])
+    train_batch = even_batch_size(batch_size, n_train)
+    # Keep an even number of images per epoch: batches of `train_batch` (even) and an even
+    # remainder. Shuffling first means a different image sits out each epoch.
+    n_even = n_train - (n_train % 2)
+
+    def base(split: str) -> tf.data.Dataset:
+        a = arrays[split]
+        ds = tf.data.Dataset.from_tensor_slices((a.images, a.labels))
+        return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).cache()
+
+    train = (
+        base("train")
+        .shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
+        .take(n_even)
+        .batch(train_batch)
+    )
+    if augment:
+        train = train.map(lambda x, y: _augment(x, y, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.prefetch(tf.data.AUTOTUNE)
+
+    def evaluation(split: str) -> tf.data.Dataset | None:
+        if not len(arrays[split]):
+            return None
+        # Forward passes are safe on odd batches; keep every image so metrics are exact.
+        return base(split).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    return Datasets(
+        train=train,
+        val=evaluation("val"),
+        test=evaluation("test"),
+        arrays=arrays,
+        train_batch_size=train_batch,
+        labels=list(labels),
+        image_size=image_size,
+    )

@@ -1,0 +1,175 @@
+"""Train -> MLflow run -> registry, against a real MLflow server (session fixture).
+
+One tiny training run (four epochs on generated bar images) is shared by the tests in this
+module: TensorFlow import, log_model (~6 s) and the TFLite export dominate the time.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotionops.params import TrainParams
+
+pytestmark = pytest.mark.integration
+
+LABELS = ["happy", "sad", "surprise"]
+EPOCHS = 4  # the bar classes are learnt by epoch 3; still a few seconds of fitting
+
+
+def make_faces(root: Path, counts: dict[str, int], size: int = 48, seed: int = 0) -> Path:
+    """Grayscale PNGs whose class is the row of a bright horizontal bar; returns the split CSV."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, n in counts.items():
+        for i in range(n):
+            k = i % len(LABELS)
+            img = rng.integers(0, 60, (size, size), dtype=np.uint8)
+            band = size // len(LABELS)
+            img[k * band + band // 4 : k * band + 3 * band // 4, :] = 230
+            rel = f"{LABELS[k]}/{split}_{i:03d}.png"
+            (root / LABELS[k]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / rel)
+            rows.append({"path": rel, "label": LABELS[k], "split": split, "sha256": f"{i:064x}"})
+    split_csv = root / "split.csv"
+    with split_csv.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "label", "split", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return split_csv
+
+
+def dead_url() -> str:
+    from emotionops.mlflow_server import free_port
+
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+@pytest.fixture(scope="module")
+def trained(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory):
+    from emotionops.training.train import train
+
+    root = tmp_path_factory.mktemp("faces")
+    split_csv = make_faces(root, {"train": 45, "val": 9, "test": 12})
+    params = TrainParams(epochs=EPOCHS, batch_size=16, learning_rate=0.003, seed=11)
+    return train(
+        split_csv,
+        root,
+        LABELS,
+        params,
+        tracking_uri=mlflow_server,
+        experiment="it-train",
+        dataset_version="dv-test-1",
+        model_name="it-model",
+        patience=5,
+    )
+
+
+def test_run_logs_params_epoch_metrics_and_artifacts(
+    trained, mlflow_server: str, tmp_path: Path
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = client.get_run(trained.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model"] == "small_cnn"
+    assert json.loads(run.data.params["labels"]) == LABELS
+    assert run.data.params["train_batch_size_effective"] == "16"
+    assert run.data.tags["dataset_version"] == "dv-test-1"
+    assert float(run.data.tags["tflite_parity"]) < 1e-3
+    assert (trained.n_train, trained.n_val, trained.n_test) == (45, 9, 12)
+    assert trained.epochs_run == EPOCHS
+
+    for name in ("train_accuracy", "train_loss", "val_accuracy", "val_loss"):
+        history = client.get_metric_history(trained.run_id, name)
+        assert sorted(m.step for m in history) == list(range(EPOCHS)), name
+    assert run.data.metrics["test_accuracy"] == pytest.approx(trained.test_accuracy)
+    assert trained.test_accuracy > 0.5  # chance is 1/3: labels and images stayed aligned
+    for label in LABELS:
+        for key in ("precision", "recall", "specificity", "f1", "support"):
+            assert f"test_{label}_{key}" in run.data.metrics
+    assert sum(m["support"] for m in trained.per_class.values()) == 12
+    assert np.trace(np.array(trained.confusion)) / 12 == pytest.approx(trained.test_accuracy)
+
+    names = {a.path for a in client.list_artifacts(trained.run_id, "evaluation")}
+    assert {
+        "evaluation/confusion_matrix.png",
+        "evaluation/confusion_matrix.csv",
+        "evaluation/per_class_metrics.json",
+        "evaluation/per_class_metrics.csv",
+    } <= names
+
+    # What the edge service does: pull runs:/<id>/tflite and run it.
+    from emotionops.training.export import tflite_predict
+
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            trained.tflite_uri, dst_path=str(tmp_path), tracking_uri=mlflow_server
+        )
+    )
+    assert trained.tflite_uri == f"runs:/{trained.run_id}/tflite"
+    meta = json.loads((local / "labels.json").read_text())
+    assert meta["labels"] == LABELS and meta["image_size"] == 48
+    probs = tflite_predict(local / "model.tflite", np.full((1, 48, 48, 1), 100.0, np.float32))
+    assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_register_twice_and_champion_moves_per_the_gate(trained, mlflow_server: str) -> None:
+    from emotionops.registry import get_alias_version, register_and_promote
+
+    name = f"emotion-{uuid.uuid4().hex[:8]}"
+    assert get_alias_version(mlflow_server, name, "champion") is None  # no such model yet
+
+    first = register_and_promote(mlflow_server, name, trained)
+    assert (first.version, first.promoted, first.previous_version) == (1, True, None)
+    assert first.reason == "no champion yet"
+
+    # Same real model artifact, recorded accuracies chosen around the champion's to drive the gate.
+    worse = dataclasses.replace(trained, test_accuracy=trained.test_accuracy - 0.01)
+    second = register_and_promote(mlflow_server, name, worse)
+    assert (second.version, second.promoted, second.previous_version) == (2, False, 1)
+    assert get_alias_version(mlflow_server, name, "champion").version == "1"
+    assert get_alias_version(mlflow_server, name, "challenger").version == "2"
+
+    equal = dataclasses.replace(trained, test_accuracy=trained.test_accuracy)
+    third = register_and_promote(mlflow_server, name, equal)
+    assert (third.version, third.promoted, third.previous_version) == (3, True, 1)
+    champion = get_alias_version(mlflow_server, name, "champion")
+    assert champion.version == "3"
+    assert champion.tags["run_id"] == trained.run_id
+    assert champion.tags["dataset_version"] == "dv-test-1"
+    assert float(champion.tags["test_accuracy"]) == pytest.approx(trained.test_accuracy, abs=1e-6)
+    assert champion.tags["gate"] == "champion"
+    assert get_alias_version(mlflow_server, name, "nonexistent") is None
+
+
+def test_registry_down_fails_fast(trained) -> None:
+    from emotionops.registry import RegistryError, get_alias_version, register_and_promote
+
+    url = dead_url()
+    start = time.monotonic()
+    with pytest.raises(RegistryError, match="not reachable"):
+        register_and_promote(url, "m", trained)
+    with pytest.raises(RegistryError, match="not reachable"):
+        get_alias_version(url, "m", "champion")
+    assert time.monotonic() - start < 10
+
+
+def test_training_with_tracking_server_down_fails_fast(tmp_path: Path) -> None:
+    from emotionops.training.train import TrainingError, train
+
+    split_csv = make_faces(tmp_path, {"train": 4, "test": 2})
+    start = time.monotonic()
+    with pytest.raises(TrainingError, match="not reachable"):
+        train(split_csv, tmp_path, LABELS, TrainParams(epochs=1), tracking_uri=dead_url())
+    assert time.monotonic() - start < 10
