@@ -294,6 +294,8 @@ def main() -> None:
     # A registry that dies mid-call must not stall a stage for minutes in MLflow's retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # TensorFlow's C++ INFO/WARNING lines drown the pipeline's own output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         app()
     except EmotionOpsError as exc:

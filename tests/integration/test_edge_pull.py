@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
+from _factories import write_tiny_tflite
 from emotionops.edge.service import EdgeError, ModelWatcher, pull_champion
 
 pytestmark = pytest.mark.integration
@@ -31,23 +32,7 @@ BRIGHT = np.full((1, SIZE, SIZE), 230, np.uint8)
 
 def build_tflite(out_dir: Path, sign: float) -> Path:
     """Tiny model: sign=+1 calls bright faces "happy", sign=-1 calls them "sad"."""
-    import keras
-    import tensorflow as tf
-
-    inp = keras.Input((SIZE, SIZE, 1))
-    x = keras.layers.Rescaling(1 / 255)(inp)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(len(LABELS), activation="softmax")(x)
-    model = keras.Model(inp, out)
-    weights = np.array([[40.0, -40.0, 0.0]], dtype="float32") * sign
-    bias = np.array([-20.0, 20.0, 0.0], dtype="float32") * sign
-    model.layers[-1].set_weights([weights, bias])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model.tflite").write_bytes(
-        tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    )
-    (out_dir / "labels.json").write_text(json.dumps({"labels": LABELS, "image_size": SIZE}))
-    return out_dir
+    return write_tiny_tflite(out_dir, LABELS, SIZE, sign)
 
 
 class TcpRelay:

@@ -6,7 +6,6 @@ module: TensorFlow import, log_model (~6 s) and the TFLite export dominate the t
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import time
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from _factories import write_bar_faces
 from emotionops.params import TrainParams
 
 pytestmark = pytest.mark.integration
@@ -26,25 +25,7 @@ EPOCHS = 4  # the bar classes are learnt by epoch 3; still a few seconds of fitt
 
 
 def make_faces(root: Path, counts: dict[str, int], size: int = 48, seed: int = 0) -> Path:
-    """Grayscale PNGs whose class is the row of a bright horizontal bar; returns the split CSV."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for split, n in counts.items():
-        for i in range(n):
-            k = i % len(LABELS)
-            img = rng.integers(0, 60, (size, size), dtype=np.uint8)
-            band = size // len(LABELS)
-            img[k * band + band // 4 : k * band + 3 * band // 4, :] = 230
-            rel = f"{LABELS[k]}/{split}_{i:03d}.png"
-            (root / LABELS[k]).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(root / rel)
-            rows.append({"path": rel, "label": LABELS[k], "split": split, "sha256": f"{i:064x}"})
-    split_csv = root / "split.csv"
-    with split_csv.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "label", "split", "sha256"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return split_csv
+    return write_bar_faces(root, counts, LABELS, size, seed)
 
 
 def dead_url() -> str:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from _factories import write_tiny_tflite
 from emotionops.edge.camera import CameraError, open_source
 from emotionops.edge.classifier import ClassifierError, TfliteEmotionClassifier, load_model_dir
 from emotionops.edge.demo_video import DemoVideoError, count_frames, demo_schedule, make_demo_video
@@ -37,25 +38,7 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 def build_tflite(
     out_dir: Path, sign: float = 1.0, version: str | None = None, activation: str = "softmax"
 ) -> Path:
-    """Tiny model: logits = sign*[40(m-.5), -40(m-.5), 0] with m the mean pixel/255."""
-    import keras
-    import tensorflow as tf
-
-    inp = keras.Input((SIZE, SIZE, 1))
-    x = keras.layers.Rescaling(1 / 255)(inp)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(len(LABELS), activation=activation)(x)
-    model = keras.Model(inp, out)
-    weights = np.array([[40.0, -40.0, 0.0]], dtype="float32") * sign
-    bias = np.array([-20.0, 20.0, 0.0], dtype="float32") * sign
-    model.layers[-1].set_weights([weights, bias])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "model.tflite").write_bytes(
-        tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    )
-    meta = {"labels": LABELS, "image_size": SIZE, "version": version}
-    (out_dir / "labels.json").write_text(json.dumps(meta))
-    return out_dir
+    return write_tiny_tflite(out_dir, LABELS, SIZE, sign, version, activation)
 
 
 def draw_face(skin: int, bg: int, size: int = 96) -> np.ndarray:

@@ -14,35 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from _factories import write_bar_faces
 from emotionops.training.data import TrainingDataError, even_batch_size, make_datasets
 
 LABELS = ["happy", "sad", "surprise"]
 
 
-def make_faces(
-    root: Path, counts: dict[str, int], labels: list[str] = LABELS, size: int = 48, seed: int = 0
-) -> Path:
-    """Grayscale PNGs whose class is the row of a bright horizontal bar; returns the split CSV."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for split, n in counts.items():
-        for i in range(n):
-            k = i % len(labels)
-            img = rng.integers(0, 60, (size, size), dtype=np.uint8)
-            band = size // len(labels)
-            img[k * band + band // 4 : k * band + 3 * band // 4, :] = 230
-            rel = f"{labels[k]}/{split}_{i:03d}.png"
-            (root / labels[k]).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(root / rel)
-            rows.append({"path": rel, "label": labels[k], "split": split, "sha256": f"{i:064x}"})
-    split_csv = root / "split.csv"
-    with split_csv.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "label", "split", "sha256"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return split_csv
+def make_faces(root: Path, counts: dict[str, int], size: int = 48, seed: int = 0) -> Path:
+    return write_bar_faces(root, counts, LABELS, size, seed)
 
 
 # The even-batch guard ------------------------------------------------------------------------
@@ -90,7 +70,9 @@ ODD_BATCH_SCRIPT = textwrap.dedent(
     import sys
     from pathlib import Path
     import keras
-    from emotionops.training.data import make_datasets
+    from _factories import write_bar_faces
+
+from emotionops.training.data import make_datasets
     from emotionops.training.models import build_model
 
     for root in map(Path, sys.argv[1:]):

@@ -1,0 +1,67 @@
+"""Test data made in the test: labelled bar images with a split CSV, and tiny TFLite models
+whose preference is set by their weights. Shared by the training and edge tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_bar_faces(
+    root: Path, counts: dict[str, int], labels: Sequence[str], size: int = 48, seed: int = 0
+) -> Path:
+    """Grayscale PNGs whose class is the row of a bright horizontal bar; returns the split CSV."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    band = size // len(labels)
+    for split, n in counts.items():
+        for i in range(n):
+            k = i % len(labels)
+            img = rng.integers(0, 60, (size, size), dtype=np.uint8)
+            img[k * band + band // 4 : k * band + 3 * band // 4, :] = 230
+            rel = f"{labels[k]}/{split}_{i:03d}.png"
+            (root / labels[k]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / rel)
+            rows.append({"path": rel, "label": labels[k], "split": split, "sha256": f"{i:064x}"})
+    split_csv = root / "split.csv"
+    with split_csv.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "label", "split", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return split_csv
+
+
+def write_tiny_tflite(
+    out_dir: Path,
+    labels: Sequence[str],
+    size: int,
+    sign: float = 1.0,
+    version: str | None = None,
+    activation: str = "softmax",
+) -> Path:
+    """A 3-class model: logits = sign*[40(m-.5), -40(m-.5), 0] with m the mean pixel/255, so
+    sign=+1 calls bright faces labels[0] and dark ones labels[1]; sign=-1 the other way."""
+    import keras
+    import tensorflow as tf
+
+    assert len(labels) == 3
+    inp = keras.Input((size, size, 1))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(len(labels), activation=activation)(x)
+    model = keras.Model(inp, out)
+    weights = np.array([[40.0, -40.0, 0.0]], dtype="float32") * sign
+    bias = np.array([-20.0, 20.0, 0.0], dtype="float32") * sign
+    model.layers[-1].set_weights([weights, bias])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    )
+    meta = {"labels": list(labels), "image_size": size, "version": version}
+    (out_dir / "labels.json").write_text(json.dumps(meta))
+    return out_dir
