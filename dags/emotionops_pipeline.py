@@ -52,7 +52,9 @@ with DAG(
     version_data = cli_task(
         "version_data", "version-data", timeout_min=60, outlets=[EMOTION_DATASET]
     )
-    load_images = cli_task("load_images", "warehouse load-images --run-date {{ ds }}", timeout_min=10)
+    load_images = cli_task(
+        "load_images", "warehouse load-images --run-date {{ ds }}", timeout_min=10
+    )
     train = cli_task("train", "train --run-date {{ ds }}", timeout_min=120)
     edge = cli_task("edge_smoke", "edge --max-frames 300", timeout_min=15)
 

@@ -12,7 +12,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from emotionops.csvio import read_records, write_records
 from emotionops.errors import EmotionOpsError
@@ -142,7 +141,7 @@ def stage_download(
     settings: Settings, params: Params, run_date: str, progress: bool = True
 ) -> Counter:
     """Download the run's cleaned URLs into content-addressed files; returns outcome counts."""
-    from emotionops.download import Downloader
+    from emotionops.download import Downloader, record_dicts
     from emotionops.progress import progress_bar
     from emotionops.urls import clean_manifest
 
@@ -154,7 +153,7 @@ def stage_download(
     previous = {
         r["url_sha256"]: r
         for r in read_records(paths.downloads(run_date))
-        if r.get("status") == "ok" and Path(r.get("path", "")).is_file()
+        if r.get("status") == "ok" and (paths.root / r.get("path", "")).is_file()
     }
     todo = [r for r in kept if r["url_sha256"] not in previous]
     allow = list(settings.download_allow_hosts)
@@ -164,9 +163,11 @@ def stage_download(
             records = downloader.fetch_all(todo, run_date, on_done=lambda _r: advance())
     finally:
         downloader.close()
-    from emotionops.download import record_dicts
-
-    rows = list(previous.values()) + record_dicts(records)
+    fresh = record_dicts(records)
+    for row in fresh:  # paths relative to the data folder: records stay valid in any clone
+        if row["path"]:
+            row["path"] = Path(row["path"]).relative_to(paths.root).as_posix()
+    rows = list(previous.values()) + fresh
     write_records(rows, paths.downloads(run_date))
     return Counter(r["status"] for r in rows)
 
@@ -179,7 +180,9 @@ def stage_clean(settings: Settings, params: Params) -> Counter:
 
     paths = DataPaths(settings.data_path)
     downloads = [
-        r for f in sorted(paths.downloads_dir.glob("downloads_*.csv")) for r in read_records(f)
+        {**r, "path": str(paths.root / r["path"])}
+        for f in sorted(paths.downloads_dir.glob("downloads_*.csv"))
+        for r in read_records(f)
     ]
     if not downloads:
         raise EmotionOpsError(
@@ -347,7 +350,3 @@ def make_demo_video_from_faces(settings: Settings, params: Params) -> Path:
         params.edge.fps,
         seed=params.train.seed,
     )
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).hostname or ""
