@@ -73,7 +73,7 @@ mlflow-ui: $(VENV)/.installed ## Serve the demo's MLflow store in the MLflow UI 
 	$(VENV)/bin/emotionops mlflow-server --port $(PORT)
 
 bench: setup ## Run the benchmarks (print tables of ratios)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do [ -e "$$b" ] || { echo "no benchmarks yet"; break; }; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean-data: ## Remove the local data folder, DVC remote and Airflow home (asks first)
 	@read -p "delete data/, dvc-remote/ and airflow-home/? [y/N] " ok && [ "$$ok" = y ] && rm -rf data dvc-remote airflow-home

@@ -70,9 +70,7 @@ ODD_BATCH_SCRIPT = textwrap.dedent(
     import sys
     from pathlib import Path
     import keras
-    from _factories import write_bar_faces
-
-from emotionops.training.data import make_datasets
+    from emotionops.training.data import make_datasets
     from emotionops.training.models import build_model
 
     for root in map(Path, sys.argv[1:]):
