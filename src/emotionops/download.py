@@ -1,7 +1,22 @@
-"""Safe concurrent downloader: SSRF-guarded, size/format/pixel capped, content-addressed.
+"""Safe concurrent downloader: SSRF-guarded, size/time/format/pixel capped, content-addressed.
 
-Every URL gets a record with its outcome and reason; files are stored under their sha256,
-so a re-run never fetches or stores the same image twice.
+Scraped image URLs are attacker-controlled input. Each one is fetched under these rules:
+
+- only http/https; every redirect hop is checked again (at most `MAX_REDIRECTS`);
+- the connection goes only to an address that was vetted: the network backend resolves the
+  host name itself, refuses non-public addresses (loopback, private, link-local, CGNAT,
+  multicast, reserved, unspecified, cloud metadata, IPv4 embedded in IPv6), then connects to
+  exactly that address. There is no second DNS lookup, so DNS rebinding cannot slip a private
+  address in between the check and the connection. Names in `allow_hosts` (the local
+  stand-in, tests) skip the address check;
+- caps on bytes (declared and streamed), on silence between reads, on the wall time of one
+  URL (a trickling server ends), on pixels (read from the header before decoding); only
+  JPEG, PNG and WEBP are opened;
+- transient errors (timeouts, resets, 408/425/429/5xx) are retried with exponential backoff
+  and jitter, honouring Retry-After up to a cap; other 4xx are final.
+
+Every URL gets a record (ok | rejected | failed) with a reason; files are stored under the
+sha256 of their bytes, so the same image is never stored twice.
 """
 
 from __future__ import annotations
@@ -13,30 +28,55 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from emotionops.errors import EmotionOpsError
 from emotionops.params import DownloadParams
 
-FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+# Pillow format id -> file extension. MPO is the multi-picture JPEG many phones write.
+FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
+PARSERS = ["JPEG", "PNG", "WEBP"]  # the only Pillow openers tried (the JPEG one yields MPO too)
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+USER_AGENT = "EmotionOps-downloader/0.2"
+# Cloud instance-metadata endpoints (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba, ECS tasks).
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
+)
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+Resolver = Callable[[str, int], list[str]]
 
 
 class DownloadRefused(EmotionOpsError):
-    """A URL that must not or cannot be fetched; `str(exc)` is the recorded reason."""
+    """A URL that must not or cannot be fetched; `str(exc)` is the recorded reason (final)."""
 
 
 class _Transient(Exception):
-    """An error worth retrying (timeouts, resets, 429/5xx)."""
+    """An error worth retrying (timeouts, resets, 408/425/429/5xx)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _OverBudget(Exception):
+    """The URL's wall-time budget (`max_seconds`) ran out."""
 
 
 @dataclass
@@ -49,86 +89,256 @@ class DownloadRecord:
     sha256: str = ""
     path: str = ""
     bytes: int = 0
-    width: int = 0
+    width: int = 0  # after the EXIF orientation is applied
     height: int = 0
     format: str = ""
+    orientation: int = 1  # EXIF orientation tag of the stored bytes (1 = upright)
+    attempts: int = 0  # requests made for this URL in this run (0: reused or refused up front)
     run_date: str = ""
 
 
-def check_host(url: str, allow_hosts: Iterable[str] = ()) -> None:
-    """Refuse non-http(s) URLs and hosts resolving to loopback, private, link-local, metadata
-    or other non-public addresses, unless the host is explicitly allowed."""
+RECORD_FIELDS = tuple(f.name for f in fields(DownloadRecord))
+
+
+# --- address vetting ---------------------------------------------------------------------
+def address_refusal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why `addr` must not be connected to (None: a public address). IPv4 addresses embedded
+    in IPv6 (mapped, compatible, 6to4, Teredo, NAT64) are judged by the IPv4 inside."""
+    if addr in METADATA_ADDRESSES:
+        return "cloud metadata"
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(addr)
+        if inner is not None:
+            why = address_refusal(inner)
+            return f"{why}, embedded in IPv6" if why else None
+    checks = (
+        ("unspecified", addr.is_unspecified),
+        ("loopback", addr.is_loopback),
+        ("link-local", addr.is_link_local),
+        ("multicast", addr.is_multicast),
+        ("shared address space (CGNAT)", addr in _CGNAT),
+        ("reserved", addr.is_reserved),
+        ("private", addr.is_private),
+        ("not globally routable", not addr.is_global),
+    )
+    return next((why for why, hit in checks if hit), None)
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    if addr in _NAT64 or (addr in _IPV4_COMPATIBLE and int(addr) > 1):
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return None
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """All addresses of `host` (deduplicated, resolver order), via the system resolver."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:  # temporary resolver failure: worth a retry
+            raise httpcore.ConnectError(f"cannot resolve {host} (temporary)") from exc
+        raise DownloadRefused(f"cannot resolve {host}: {exc.strerror}") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_url(url: str, allow_hosts: Iterable[str] = ()) -> None:
+    """Refuse up front what needs no network to refuse: non-http(s) schemes, missing hosts and
+    literal non-public IP addresses. Host names are vetted when connecting (`GuardedBackend`)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise DownloadRefused(f"scheme {parts.scheme!r} not allowed")
-    host = parts.hostname or ""
+        raise DownloadRefused(f"scheme {parts.scheme!r} not allowed (only http/https)")
+    host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise DownloadRefused("no host")
-    if host in set(allow_hosts):
+        raise DownloadRefused("no host in url")
+    if host in {h.lower() for h in allow_hosts}:
         return
+    addr = _ip(host)
+    if addr is not None and (why := address_refusal(addr)):
+        raise DownloadRefused(f"non-public address {host} ({why})")
+
+
+check_host = check_url  # the name used before connect-time vetting existed
+
+
+# --- a per-thread wall-time budget ---------------------------------------------------------
+_budget = threading.local()
+
+
+@contextmanager
+def _deadline(at: float) -> Iterator[None]:
+    """Every socket operation in this thread is clamped to end by `at` (monotonic)."""
+    _budget.at = at
     try:
-        infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise DownloadRefused(f"cannot resolve {host}: {exc.strerror}") from exc
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not addr.is_global or addr.is_multicast:
-            raise DownloadRefused(f"{host} resolves to non-public address {addr}")
+        yield
+    finally:
+        _budget.at = None
 
 
-def _fetch(
-    client: httpx.Client, url: str, params: DownloadParams, allow_hosts: Iterable[str]
-) -> bytes:
-    """GET with manual redirects (each hop re-checked) and a byte cap."""
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        check_host(current, allow_hosts)
+def _clamp(timeout: float | None) -> tuple[float | None, bool]:
+    """(timeout to use, whether the budget is what limits it)."""
+    at = getattr(_budget, "at", None)
+    if at is None:
+        return timeout, False
+    left = at - time.monotonic()
+    if left <= 0:
+        raise _OverBudget
+    if timeout is None or left < timeout:
+        return left, True
+    return timeout, False
+
+
+class _BudgetStream(httpcore.NetworkStream):
+    """Wraps a socket stream so that no read or write outlives the URL's wall-time budget:
+    a server trickling one byte a second never trips the read timeout, but does trip this."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        timeout, limited = _clamp(timeout)
         try:
-            with client.stream("GET", current) as resp:
-                if resp.is_redirect:
-                    location = resp.headers.get("location")
-                    if not location:
-                        raise DownloadRefused("redirect without location")
-                    current = urljoin(current, location)
-                    continue
-                if resp.status_code in TRANSIENT_STATUS:
-                    raise _Transient(f"http {resp.status_code}")
-                if resp.status_code != 200:
-                    raise DownloadRefused(f"http {resp.status_code}")
-                declared = resp.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > params.max_bytes:
-                    raise DownloadRefused(f"too large: {declared} bytes > {params.max_bytes}")
-                buf = bytearray()
-                for chunk in resp.iter_bytes():
-                    buf.extend(chunk)
-                    if len(buf) > params.max_bytes:
-                        raise DownloadRefused(f"too large: over {params.max_bytes} bytes")
-                return bytes(buf)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Transient(f"{exc.__class__.__name__}") from exc
-    raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects")
+            return self._inner.read(max_bytes, timeout)
+        except httpcore.ReadTimeout:
+            if limited:
+                raise _OverBudget from None
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        timeout, limited = _clamp(timeout)
+        try:
+            self._inner.write(buffer, timeout)
+        except httpcore.WriteTimeout:
+            if limited:
+                raise _OverBudget from None
+            raise
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):  # type: ignore[no-untyped-def]
+        timeout, _ = _clamp(timeout)
+        return _BudgetStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
-def inspect_image(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
-    """Decode fully (truncated files fail), refuse formats other than JPEG/PNG/WEBP and images
-    over `max_pixels`, and apply the EXIF orientation."""
+class GuardedBackend(httpcore.SyncBackend):
+    """httpcore network backend that resolves once, vets every address, and connects only to
+    a vetted address (no time-of-check/time-of-use gap for DNS rebinding)."""
+
+    def __init__(self, allow_hosts: Iterable[str] = (), resolver: Resolver | None = None) -> None:
+        self.allow_hosts = frozenset(h.lower().rstrip(".") for h in allow_hosts)
+        self.resolver = resolver or system_resolver
+
+    def connect_tcp(  # type: ignore[override]
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        name = host.lower().rstrip(".")
+        addresses = self.resolver(name, port)
+        if not addresses:
+            raise DownloadRefused(f"cannot resolve {name}: no addresses")
+        if name not in self.allow_hosts:
+            for text in addresses:
+                addr = _ip(text)
+                why = "not an IP address" if addr is None else address_refusal(addr)
+                if why:
+                    raise DownloadRefused(f"{name} resolves to non-public address {text} ({why})")
+        last: Exception | None = None
+        for text in addresses:  # each one vetted above (or the name is allow-listed)
+            limit, limited = _clamp(timeout)
+            try:
+                stream = super().connect_tcp(
+                    text.split("%", 1)[0], port, limit, local_address, socket_options
+                )
+                return _BudgetStream(stream)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                if limited and isinstance(exc, httpcore.ConnectTimeout):
+                    raise _OverBudget from None
+                last = exc
+        assert last is not None
+        raise last
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx transport whose connection pool uses `GuardedBackend`.
+
+    httpx 0.28 has no public `network_backend` argument, so the pool the parent builds is
+    replaced by one built the same way with our backend; `__init__` fails loudly if a future
+    httpx stops keeping its pool where we expect it. Proxies are never used (`trust_env=False`
+    and no `proxy`): a proxy from the environment would connect on our behalf and bypass the
+    address checks.
+    """
+
+    def __init__(self, backend: GuardedBackend, limits: httpx.Limits) -> None:
+        super().__init__(trust_env=False, limits=limits, http1=True, http2=False)
+        if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
+            raise RuntimeError("unsupported httpx version: cannot install the SSRF guard")
+        self._pool.close()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=backend,
+        )
+
+
+# --- images and storage --------------------------------------------------------------------
+def set_pillow_pixel_limit(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb check agree with `max_pixels`: Pillow raises above
+    2 x MAX_IMAGE_PIXELS. Process-wide, so it is called by the stage (the process entry
+    point), not by every Downloader."""
+    Image.MAX_IMAGE_PIXELS = max(1, (max_pixels + 1) // 2)
+
+
+def inspect_image(data: bytes, max_pixels: int) -> tuple[int, int, str, int]:
+    """(width, height, format, EXIF orientation) of an image that is allowed and decodes
+    completely. Only JPEG/PNG/WEBP parsers are tried; the pixel cap is checked on the header
+    before any decoding; width/height are as displayed (EXIF orientation applied)."""
     try:
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data), formats=PARSERS) as probe:
             fmt = probe.format or ""
             if fmt not in FORMATS:
                 raise DownloadRefused(f"not an allowed image format ({fmt or 'unknown'})")
-            if probe.width * probe.height > max_pixels:
+            width, height = probe.size
+            if width * height > max_pixels:
                 raise DownloadRefused(
-                    f"too many pixels: {probe.width}x{probe.height} > {max_pixels}"
+                    f"too many pixels: {width}x{height} ({width * height} pixels) > {max_pixels}"
                 )
-            probe.load()
-            return ImageOps.exif_transpose(probe), fmt
+            orientation = int(probe.getexif().get(0x0112, 1) or 1)
+            probe.load()  # a truncated or corrupt file fails here
     except DownloadRefused:
         raise
+    except Image.DecompressionBombError as exc:
+        raise DownloadRefused(f"too many pixels: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise DownloadRefused("not an image (unrecognised content)") from exc
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DownloadRefused(f"cannot decode image: {exc}") from exc
+    if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+        width, height = height, width
+    return width, height, fmt, orientation if 1 <= orientation <= 8 else 1
 
 
 def store_bytes(data: bytes, fmt: str, raw_dir: Path) -> tuple[str, Path]:
@@ -143,34 +353,121 @@ def store_bytes(data: bytes, fmt: str, raw_dir: Path) -> tuple[str, Path]:
     return digest, path
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _retry_after(value: str | None, cap: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return min(max(0.0, when.timestamp() - time.time()), cap)
+
+
+# --- the downloader ------------------------------------------------------------------------
 class Downloader:
-    """Fetch many URLs with a bound on connections overall and per host."""
+    """Fetch many URLs concurrently, bounded overall (`workers`) and per host (`per_host`).
+
+    Use as a context manager or call `close()`. Thread-safe: `fetch_one` may be called from
+    many threads; connections are pooled and kept alive per host.
+    """
 
     def __init__(
         self,
         raw_dir: Path,
         params: DownloadParams,
         allow_hosts: Iterable[str] = (),
-        client: httpx.Client | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.raw_dir = raw_dir
         self.params = params
         self.allow_hosts = tuple(allow_hosts)
-        self._client = client or httpx.Client(
-            timeout=httpx.Timeout(params.timeout_s),
+        limits = httpx.Limits(
+            max_connections=params.workers, max_keepalive_connections=params.workers
+        )
+        self._client = httpx.Client(
+            transport=GuardedTransport(GuardedBackend(self.allow_hosts, resolver), limits),
+            trust_env=False,
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=params.workers),
-            headers={"User-Agent": "EmotionOps-downloader/0.1"},
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         )
         self._host_slots: dict[str, threading.Semaphore] = {}
         self._lock = threading.Lock()
 
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
     def _slot(self, url: str) -> threading.Semaphore:
-        host = urlsplit(url).hostname or ""
+        host = (urlsplit(url).hostname or "").lower()
         with self._lock:
             return self._host_slots.setdefault(host, threading.Semaphore(self.params.per_host))
 
+    def _timeout(self) -> httpx.Timeout:
+        p = self.params
+        return httpx.Timeout(
+            connect=p.connect_timeout_s, read=p.timeout_s, write=p.timeout_s, pool=p.max_seconds
+        )
+
+    def _fetch(self, url: str) -> bytes:
+        """One attempt: GET with manual redirects (each hop re-checked) and the byte cap."""
+        current, cap = url, self.params.max_bytes
+        for _ in range(MAX_REDIRECTS + 1):
+            check_url(current, self.allow_hosts)
+            try:
+                with self._client.stream("GET", current, timeout=self._timeout()) as resp:
+                    status = resp.status_code
+                    if status in REDIRECT_STATUS:
+                        location = resp.headers.get("location")
+                        if not location:
+                            raise DownloadRefused(f"http {status} redirect without location")
+                        current = urljoin(current, location)
+                        continue
+                    if status in TRANSIENT_STATUS:
+                        wait = _retry_after(
+                            resp.headers.get("retry-after"), self.params.retry_max_s
+                        )
+                        raise _Transient(f"http {status}", retry_after=wait)
+                    if status != 200:
+                        raise DownloadRefused(f"http {status}")
+                    encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+                    if encoding not in ("", "identity"):  # compressed bodies could be bombs
+                        raise DownloadRefused(f"content-encoding {encoding!r} not accepted")
+                    declared = resp.headers.get("content-length", "").strip()
+                    if declared.isdigit() and int(declared) > cap:
+                        raise DownloadRefused(f"too large: declared {declared} bytes > {cap}")
+                    buf = bytearray()
+                    for chunk in resp.iter_raw():
+                        buf.extend(chunk)
+                        if len(buf) > cap:
+                            raise DownloadRefused(f"too large: over {cap} bytes streamed")
+                    return bytes(buf)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                raise _Transient(type(exc).__name__) from exc
+            except httpx.HTTPError as exc:  # invalid URL, local protocol errors: final
+                raise DownloadRefused(f"{type(exc).__name__}: {exc}") from exc
+        raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects")
+
+    def _backoff(self, attempt: int, error: _Transient) -> float:
+        p = self.params
+        if error.retry_after is not None:
+            return error.retry_after
+        return min(p.retry_max_s, p.retry_base_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
     def fetch_one(self, row: Mapping[str, Any], run_date: str = "") -> DownloadRecord:
+        """Download, check and store one URL; never raises for anything the URL can cause."""
         record = DownloadRecord(
             url_sha256=str(row["url_sha256"]),
             url=str(row["image_url"]),
@@ -178,23 +475,48 @@ class Downloader:
             status="failed",
             run_date=run_date,
         )
-        for attempt in range(self.params.retries + 1):
-            try:
+        budget = self.params.max_seconds
+        deadline: float | None = None
+        data: bytes | None = None
+        try:
+            check_url(record.url, self.allow_hosts)
+            for attempt in range(1, self.params.retries + 2):
                 with self._slot(record.url):
-                    data = _fetch(self._client, record.url, self.params, self.allow_hosts)
-                img, fmt = inspect_image(data, self.params.max_pixels)
-                digest, path = store_bytes(data, fmt, self.raw_dir)
-                record.status, record.reason = "ok", ""
-                record.sha256, record.path, record.bytes = digest, str(path), len(data)
-                record.width, record.height, record.format = img.width, img.height, fmt
-                return record
-            except DownloadRefused as exc:
-                record.status, record.reason = "rejected", str(exc)
-                return record
-            except _Transient as exc:
-                record.reason = f"transient error after {attempt + 1} attempts: {exc}"
-                if attempt < self.params.retries:
-                    time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5))
+                    # The budget starts when the URL first gets a connection slot: waiting
+                    # behind other URLs of the same host is not this URL's fault.
+                    deadline = deadline or time.monotonic() + budget
+                    record.attempts = attempt
+                    try:
+                        with _deadline(deadline):
+                            data = self._fetch(record.url)
+                        break
+                    except _Transient as exc:
+                        error = exc
+                record.reason = f"transient error after {_n(attempt, 'attempt')}: {error}"
+                if attempt > self.params.retries:
+                    return record
+                pause = self._backoff(attempt, error)
+                if time.monotonic() + pause >= deadline:
+                    record.reason += f" (no retry: the {budget:g} s budget would run out)"
+                    return record
+                time.sleep(pause)
+        except _OverBudget:
+            record.reason = f"time cap: no complete response within {budget:g} s"
+            return record
+        except DownloadRefused as exc:
+            record.status, record.reason = "rejected", str(exc)
+            return record
+        assert data is not None
+        try:
+            width, height, fmt, orientation = inspect_image(data, self.params.max_pixels)
+        except DownloadRefused as exc:
+            record.status, record.reason = "rejected", str(exc)
+            return record
+        digest, path = store_bytes(data, fmt, self.raw_dir)
+        record.status, record.reason = "ok", ""
+        record.sha256, record.path, record.bytes = digest, str(path), len(data)
+        record.width, record.height, record.format = width, height, fmt
+        record.orientation = orientation
         return record
 
     def fetch_all(
@@ -203,19 +525,29 @@ class Downloader:
         run_date: str = "",
         on_done: Callable[[DownloadRecord], None] | None = None,
     ) -> list[DownloadRecord]:
-        """Fetch every row concurrently; results come back in input order."""
+        """Fetch every row concurrently; results come back in input order. An unexpected
+        error in one URL is recorded as `failed` for that URL; the batch goes on."""
+        results: list[DownloadRecord | None] = [None] * len(rows)
         with ThreadPoolExecutor(max_workers=self.params.workers) as pool:
-            futures = [pool.submit(self.fetch_one, row, run_date) for row in rows]
-            results = []
-            for future in futures:
-                record = future.result()
+            futures = {pool.submit(self.fetch_one, row, run_date): i for i, row in enumerate(rows)}
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    record = future.result()
+                except Exception as exc:  # a bug must not lose the rest of the batch
+                    row = rows[i]
+                    record = DownloadRecord(
+                        url_sha256=str(row.get("url_sha256", "")),
+                        url=str(row.get("image_url", "")),
+                        label=str(row.get("label", "")),
+                        status="failed",
+                        reason=f"unexpected error: {type(exc).__name__}: {exc}",
+                        run_date=run_date,
+                    )
+                results[i] = record
                 if on_done:
                     on_done(record)
-                results.append(record)
-        return results
-
-    def close(self) -> None:
-        self._client.close()
+        return [r for r in results if r is not None]
 
 
 def record_dicts(records: Iterable[DownloadRecord]) -> list[dict[str, Any]]:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
+import re
 import socket
+import subprocess
+import sys
+import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from _project import make_tiny_project
 from emotionops.scrape.driver import (
     MANIFEST_COLUMNS,
     ScrapeError,
@@ -204,3 +211,194 @@ def test_out_of_date_selectors_are_clear_errors(standin: str, driver: WebDriver)
     no_panel = dataclasses.replace(LOCAL, full_image="#no-such-panel img")
     with pytest.raises(ScrapeError, match="side panel never showed a full-size URL"):
         scrape_query(driver, no_panel, standin, "happy", "happy face", 2, 1.5, RUN_DATE)
+
+
+# Markup changes are configuration ------------------------------------------------------------
+# The stand-in's "mosaic" markup: other ids and classes, the full-size URL in a data-
+# attribute of the panel image (src keeps the thumbnail), and JSON metadata on each result.
+MOSAIC_OVERRIDE = {
+    "consent_button": "button.cookie-ok",
+    "thumbnail": ".mosaic a.tile img.tile-img",
+    "full_image": ".viewer img.viewer-img",
+    "full_url_attribute": "data-full-url",
+    "more_results": "button.load-more",
+    "end_marker": ".hits-end",
+    "source_link": ".viewer a.viewer-link",
+    "click": "native",
+}
+# A new engine, Bing-style: the full-size URL is read from each result's JSON; no clicks.
+MOSAIC_INLINE = {
+    "search_url_template": "{base}/search?q={query}",
+    "consent_button": "button.cookie-ok",
+    "thumbnail": ".mosaic a.tile",
+    "inline_url_attribute": "data-meta",
+    "inline_json_key": "murl",
+    "inline_source_key": "purl",
+    "full_url_pattern": r"^https?://[^/]+/image/[^/?#]+/[^/?#]+$",
+    "more_results": "button.load-more",
+    "end_marker": ".hits-end",
+}
+
+
+@pytest.fixture(scope="module")
+def mosaic(image_root: Path) -> Iterator[SearchStandin]:
+    with SearchStandin(image_root, page_size=4, skin="mosaic") as server:
+        yield server
+
+
+def test_a_markup_change_is_a_config_edit(mosaic: SearchStandin, tmp_path: Path) -> None:
+    queries = {"happy": ["happy face"], "sad": ["sad face"]}
+    # The built-in definition no longer matches the new markup, and says which key to fix.
+    with pytest.raises(
+        ScrapeError, match=r"thumbnail selector .* matched nothing.*local\.thumbnail"
+    ):
+        _run(mosaic.url, queries, 2, tmp_path / "old.csv", timeout_s=2)
+
+    # The same engine with only its selectors edited (as `scrape.engines:` in params.yaml).
+    rows = _run(mosaic.url, queries, PER_FOLDER, tmp_path / "new.csv",
+                engines={"local": MOSAIC_OVERRIDE})  # fmt: skip
+    assert Counter(r.label for r in rows) == {"happy": PER_FOLDER, "sad": PER_FOLDER}
+    assert len({r.image_url for r in rows}) == len(rows)
+    for row in rows:
+        assert row.image_url.startswith(f"{mosaic.url}/image/{row.label}/"), row.image_url
+        assert row.page_url.startswith(f"{mosaic.url}/page/{row.label}/"), row.page_url
+    assert max(r.rank for r in rows) > 4  # "more" control and end marker renamed too
+
+    # A new engine defined only in configuration, reading the JSON on each result.
+    before = mosaic.hits["api/item"]
+    inline = scrape(
+        {"happy": ["happy face"]}, "mosaic-json", mosaic.url, PER_FOLDER, RUN_DATE,
+        tmp_path / "inline.csv", CHROMIUM, CHROMEDRIVER, timeout_s=15, progress=False,
+        engines={"mosaic-json": MOSAIC_INLINE},
+    )  # fmt: skip
+    assert {r.image_url for r in inline} == {r.image_url for r in rows if r.label == "happy"}
+    assert all(r.engine == "mosaic-json" and "/page/happy/" in r.page_url for r in inline)
+    assert mosaic.hits["api/item"] == before  # nothing was clicked
+
+
+# Caps and resume -------------------------------------------------------------------------------
+def test_caps_per_query_and_per_run(standin: str, tmp_path: Path) -> None:
+    queries = {"happy": ["happy face", "smiling person portrait"], "sad": ["sad face"]}
+    rows = _run(standin, queries, PER_FOLDER, tmp_path / "q.csv", per_query=3)
+    per_query = Counter((r.label, r.query) for r in rows)
+    assert per_query == {("happy", "happy face"): 3, ("happy", "smiling person portrait"): 3,
+                         ("sad", "sad face"): 3}  # fmt: skip
+
+    capped = _run(standin, queries, 4, tmp_path / "r.csv", max_per_run=5)
+    assert Counter(r.label for r in capped) == {"happy": 4, "sad": 1}
+
+
+def test_an_interrupted_run_resumes_without_clicking_again(
+    image_root: Path, tmp_path: Path
+) -> None:
+    queries = {"happy": ["happy face"], "sad": ["sad face"]}
+    out = tmp_path / "run_date=2026-11-22" / "urls.csv"
+    with SearchStandin(image_root, page_size=4) as server:
+        # The run stops after 3 rows (here: the run cap), like a run killed mid-label.
+        first = _run(server.url, queries, 4, out, max_per_run=3)
+        assert [r.label for r in first] == ["happy"] * 3
+        clicks = server.hits["api/item"]
+        assert clicks == 3
+
+        second = _run(server.url, queries, 4, out)
+        assert second[:3] == first  # kept as they were, in order
+        assert Counter(r.label for r in second) == {"happy": 4, "sad": 4}
+        assert server.hits["api/item"] - clicks == 5  # only the 5 missing results were clicked
+        assert read_manifest(out) == second
+        assert len({r.image_url for r in second}) == 8
+
+
+# Canary ----------------------------------------------------------------------------------------
+def _canary(base: str, **kw):
+    from emotionops.scrape.canary import run_canary
+
+    return run_canary(
+        kw.pop("engine", "local"), base, kw.pop("query", "happy face"), kw.pop("min_results", 3),
+        CHROMIUM, CHROMEDRIVER, timeout_s=kw.pop("timeout_s", 3), **kw,
+    )  # fmt: skip
+
+
+def test_canary_passes_on_a_healthy_engine(standin: str) -> None:
+    result = _canary(standin, min_results=5)
+    assert result.ok and result.found == 5 and len(set(result.urls)) == 5
+    assert result.line().startswith("canary 'local' query 'happy face': OK, 5 full-size URLs")
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"thumbnail": "#grid .renamed-thumb"},
+         r"thumbnail selector '#grid \.renamed-thumb' matched nothing .*local\.thumbnail"),
+        ({"full_image": "#side-panel img.renamed"},
+         r"full_image selector '#side-panel img\.renamed' .*local\.full_image"),
+        ({"thumbnail": "#grid img:no-such-pseudo"},
+         r"thumbnail selector '#grid img:no-such-pseudo' is not valid CSS; fix local\.thumbnail"),
+    ],
+)  # fmt: skip
+def test_canary_names_the_broken_selector(standin: str, override: dict, reason: str) -> None:
+    result = _canary(standin, engines={"local": override}, timeout_s=1.5)
+    assert not result.ok and result.found == 0
+    assert re.search(reason, result.reason), result.reason
+    assert "\n" not in result.line() and "FAILED" in result.line()
+
+
+def test_canary_reports_too_few_results(standin: str) -> None:
+    result = _canary(standin, query="astonished person", min_results=PER_FOLDER + 2)
+    assert not result.ok and result.found == PER_FOLDER
+    assert result.reason.startswith(f"too few results: {PER_FOLDER} full-size URLs, needed 10")
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html><body>down for maintenance</body></html>"
+        self.send_response(503)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_canary_reports_a_service_that_is_down() -> None:
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refused = _canary(f"http://127.0.0.1:{port}")
+    assert not refused.ok and "CONNECTION_REFUSED" in refused.reason
+    assert "is the 'local' search service running?" in refused.reason
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        down = _canary(f"http://127.0.0.1:{httpd.server_address[1]}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert not down.ok and "answered HTTP 503" in down.reason
+
+
+def test_canary_command_exit_codes(standin: str, tmp_path: Path) -> None:
+    project = make_tiny_project(tmp_path / "project")
+    env = {**os.environ, "EMOTIONOPS_PROJECT_DIR": str(project), "EMOTIONOPS_SEARCH_URL": standin}
+    cli = Path(sys.executable).with_name("emotionops")
+
+    ok = subprocess.run([cli, "canary", "--min-results", "2"], env=env, capture_output=True,
+                        text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("canary 'local' query 'happy face': OK, 2 full-size URLs")
+
+    few = subprocess.run([cli, "canary", "--query", "sad face", "--min-results", "50"], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert few.returncode == 1
+    assert few.stderr.strip().splitlines() == [
+        f"canary 'local' query 'sad face': FAILED: too few results: {PER_FOLDER} full-size "
+        "URLs, needed 50 (the results ran out; try a broader query or check the engine's "
+        "end_marker/more_results)"
+    ]
+
+    bad = subprocess.run([cli, "canary", "--engine", "altavista"], env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "unknown search engine 'altavista'" in bad.stderr

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from selenium import webdriver
 from selenium.common.exceptions import (
@@ -118,6 +119,42 @@ def make_driver(chromium: Path, chromedriver: Path) -> WebDriver:
 
 
 # One query ---------------------------------------------------------------------------------
+class Throttle:
+    """Polite pacing: at least `delay_s` between the starts of two requests to the engine.
+
+    WHY: a rate limit, not synchronisation (explicit waits do that). Time already spent
+    waiting for the page counts toward the gap, so pacing adds nothing when the engine is
+    slower than the limit, and a delay of 0 costs nothing.
+    """
+
+    def __init__(
+        self,
+        delay_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if delay_s < 0:
+            raise ScrapeError(f"delay_s must be >= 0, got {delay_s}")
+        self.delay_s = float(delay_s)
+        self._clock = clock
+        self._sleep = sleep
+        self._last: float | None = None
+        self.paced = 0
+        self.slept_s = 0.0
+
+    def pace(self) -> None:
+        """Block until `delay_s` has passed since the previous call, then mark this one."""
+        now = self._clock()
+        if self._last is not None and self.delay_s > 0:
+            gap = self._last + self.delay_s - now
+            if gap > 0:
+                self._sleep(gap)
+                self.slept_s += gap
+                now = self._clock()
+        self._last = now
+        self.paced += 1
+
+
 def _wait(driver: WebDriver, timeout_s: float) -> WebDriverWait:
     return WebDriverWait(
         driver,
@@ -127,14 +164,53 @@ def _wait(driver: WebDriver, timeout_s: float) -> WebDriverWait:
     )
 
 
+def _key(engine: EngineConfig, key: str) -> str:
+    """Where a selector is configured, for error messages."""
+    return f"{engine.name}.{key}"
+
+
+# One round trip after a page load: the HTTP status and which configured selectors are not
+# valid CSS (a typo in a selector must be named, not reported as "nothing found").
+_CHECK_JS = """
+const selectors = arguments[0];
+const invalid = [];
+for (const [key, selector] of Object.entries(selectors)) {
+  try { document.querySelector(selector); } catch (e) { invalid.push(key); }
+}
+const nav = performance.getEntriesByType("navigation")[0];
+const status = nav && typeof nav.responseStatus === "number" ? nav.responseStatus : 0;
+return [status, invalid];
+"""
+
+
+def _check_page(driver: WebDriver, engine: EngineConfig, url: str) -> None:
+    status, invalid = driver.execute_script(_CHECK_JS, engine.selectors())
+    if invalid:
+        key = invalid[0]
+        raise ScrapeError(
+            f"engine {engine.name!r}: {key} selector {engine.selectors()[key]!r} is not valid "
+            f"CSS; fix {_key(engine, key)} (engines.yaml or scrape.engines in params.yaml)"
+        )
+    if status >= 400:
+        raise ScrapeError(
+            f"{url} answered HTTP {status}: is the {engine.name!r} search service up?"
+        )
+
+
 def _accept_consent(driver: WebDriver, engine: EngineConfig, timeout_s: float) -> None:
     if not engine.consent_button or not driver.find_elements(
         By.CSS_SELECTOR, engine.consent_button
     ):
         return
     locator = (By.CSS_SELECTOR, engine.consent_button)
-    _wait(driver, timeout_s).until(ec.element_to_be_clickable(locator)).click()
-    _wait(driver, timeout_s).until(ec.invisibility_of_element_located(locator))
+    try:
+        _wait(driver, timeout_s).until(ec.element_to_be_clickable(locator)).click()
+        _wait(driver, timeout_s).until(ec.invisibility_of_element_located(locator))
+    except TimeoutException:
+        raise ScrapeError(
+            f"engine {engine.name!r}: the consent_button {engine.consent_button!r} did not "
+            f"close the consent dialog within {timeout_s:g}s; check {_key(engine, 'consent_button')}"
+        ) from None
 
 
 def _wait_for_results(driver: WebDriver, engine: EngineConfig, url: str, timeout_s: float) -> None:
@@ -147,8 +223,9 @@ def _wait_for_results(driver: WebDriver, engine: EngineConfig, url: str, timeout
         _wait(driver, timeout_s).until(ready)
     except TimeoutException:
         raise ScrapeError(
-            f"{url} showed no results grid ({engine.thumbnail!r}) within {timeout_s:g}s: "
-            f"is the {engine.name!r} search service reachable, and are its selectors current?"
+            f"{url} showed no results grid: thumbnail selector {engine.thumbnail!r} matched "
+            f"nothing within {timeout_s:g}s; is the {engine.name!r} search service reachable, "
+            f"and is {_key(engine, 'thumbnail')} current?"
         ) from None
 
 
@@ -161,55 +238,140 @@ def _try_click(element: WebElement) -> bool:
         return False
 
 
-# One round trip per poll: the panel's URL candidates and its source link together.
-_PANEL_JS = """
-const [selector, attr, sourceSelector] = arguments;
-const values = [];
-for (const el of document.querySelectorAll(selector)) {
-  const v = (attr in el && typeof el[attr] === "string") ? el[attr] : el.getAttribute(attr);
-  if (v) values.push(v);
+# An explicit wait that runs inside the browser: it resolves as soon as the panel holds a
+# URL not seen before (matching the engine's pattern when JS can compile it), so there is
+# one round trip per change instead of one per poll. Python re-checks with `re` anyway.
+_PANEL_WAIT_JS = """
+const [selector, attr, sourceSelector, ignore, pattern, timeoutMs] = arguments;
+const done = arguments[arguments.length - 1];
+let re = null;
+try { re = pattern ? new RegExp(pattern) : null; } catch (e) { re = null; }
+const skip = new Set(ignore);
+const deadline = Date.now() + timeoutMs;
+const absolute = (v) => { try { return new URL(v, document.baseURI).href; } catch (e) { return v; } };
+function read() {
+  for (const el of document.querySelectorAll(selector)) {
+    let v = (attr in el && typeof el[attr] === "string") ? el[attr] : el.getAttribute(attr);
+    if (!v) continue;
+    v = absolute(v);
+    if (skip.has(v) || (re && !re.test(v))) continue;
+    let page = null;
+    if (sourceSelector) {
+      const a = document.querySelector(sourceSelector);
+      if (a) page = a.href || a.getAttribute("href");
+    }
+    return [v, page];
+  }
+  return null;
 }
-let page = null;
-if (sourceSelector) {
-  const a = document.querySelector(sourceSelector);
-  if (a) page = a.href || a.getAttribute("href");
-}
-return [values, page];
+(function poll() {
+  const found = read();
+  if (found) { done(found); return; }
+  if (Date.now() >= deadline) { done(null); return; }
+  setTimeout(poll, 5);
+})();
 """
 _PREPARE_JS = """
 const el = arguments[0];
 el.scrollIntoView({block: "center"});
 return el.currentSrc || el.src || el.getAttribute("src") || "";
 """
+# Engines that put the full-size URL on the result itself (Bing's `m` JSON): no click.
+_INLINE_JS = """
+const [el, attr, jsonKey, sourceKey] = arguments;
+const absolute = (v) => { try { return new URL(v, document.baseURI).href; } catch (e) { return v; } };
+const raw = el.getAttribute(attr);
+if (!raw) return [null, null];
+if (!jsonKey) return [absolute(raw), null];
+let meta;
+try { meta = JSON.parse(raw); } catch (e) { return [null, null]; }
+const url = typeof meta[jsonKey] === "string" ? absolute(meta[jsonKey]) : null;
+const page = sourceKey && typeof meta[sourceKey] === "string" ? absolute(meta[sourceKey]) : null;
+return [url, page];
+"""
 
 
-def _panel_url(
-    driver: WebDriver, engine: EngineConfig, previous: str | None
-) -> tuple[str, str | None] | None:
-    """(full-size URL, source page URL) once the panel shows a new full-size URL."""
-    values, page = driver.execute_script(
-        _PANEL_JS, engine.full_image, engine.full_url_attribute, engine.source_link
-    )
-    for value in values:
-        if value != previous and engine.is_full_size(value):
-            return value, page
-    return None
+# A DOM click that behaves like a person's: only sent when a hit test at the thumbnail's
+# centre lands on it (an overlay on top blocks it, as it blocks a real click). It also
+# returns the thumbnail's URL, and skips thumbnails resolved earlier: one round trip.
+_SCRIPT_CLICK_JS = """
+const [el, skipSrcs] = arguments;
+el.scrollIntoView({block: "center"});
+const src = el.currentSrc || el.src || el.getAttribute("src") || "";
+if (src && skipSrcs.includes(src)) return [src, "known"];
+const r = el.getBoundingClientRect();
+if (r.width === 0 || r.height === 0) return [src, "hidden"];
+const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+if (!hit || !(hit === el || el.contains(hit))) return [src, "covered"];
+el.click();
+return [src, "clicked"];
+"""
 
 
-def _open_full_size(
+def _click_thumbnail(
     driver: WebDriver,
     engine: EngineConfig,
     thumb: WebElement,
-    previous: str | None,
+    skip_srcs: Collection[str],
     timeout_s: float,
+    throttle: Throttle,
+) -> str | None:
+    """Click a thumbnail (natively or by script, as configured); its URL, or None when it
+    was resolved under an earlier query (not clicked). Raises _NotClickable on timeout."""
+    if engine.click == "script":
+        skip = list(skip_srcs)
+        throttle.pace()
+        outcome: list[str] = []
+
+        def clicked(d: WebDriver) -> bool:
+            outcome[:] = d.execute_script(_SCRIPT_CLICK_JS, thumb, skip)
+            return outcome[1] in ("clicked", "known")
+
+        try:
+            _wait(driver, timeout_s).until(clicked)
+        except TimeoutException:
+            raise _NotClickable() from None
+        return None if outcome[1] == "known" else outcome[0]
+    thumb_url = driver.execute_script(_PREPARE_JS, thumb)
+    if thumb_url in skip_srcs:
+        return None
+    throttle.pace()
+    try:
+        _wait(driver, timeout_s).until(lambda _d: _try_click(thumb))
+    except TimeoutException:
+        raise _NotClickable() from None
+    return thumb_url
+
+
+def _await_panel(
+    driver: WebDriver, engine: EngineConfig, previous: str | None, timeout_s: float
 ) -> tuple[str, str | None]:
-    """Click a thumbnail and wait until the panel shows a new full-size URL."""
-    wait = _wait(driver, timeout_s)
-    wait.until(lambda _d: _try_click(thumb))
-    return wait.until(lambda d: _panel_url(d, engine, previous))
+    """Wait until the panel shows a new full-size URL; (URL, source page URL).
+
+    Raises TimeoutException when it never does (the caller decides what that means)."""
+    deadline = time.monotonic() + timeout_s
+    ignore = [previous] if previous else []
+    while (left := deadline - time.monotonic()) > 0:
+        found = driver.execute_async_script(
+            _PANEL_WAIT_JS, engine.full_image, engine.full_url_attribute, engine.source_link,
+            ignore, engine.full_url_pattern, int(left * 1000),
+        )  # fmt: skip
+        if found is None:
+            break
+        value, page = found
+        if engine.is_full_size(value):
+            return value, page
+        ignore.append(value)  # e.g. the thumbnail shown first: wait for the next change
+    raise TimeoutException()
 
 
-def _load_more(driver: WebDriver, engine: EngineConfig, count: int, timeout_s: float) -> bool:
+class _NotClickable(Exception):
+    """A thumbnail stayed covered or hidden for the whole timeout."""
+
+
+def _load_more(
+    driver: WebDriver, engine: EngineConfig, count: int, timeout_s: float, throttle: Throttle
+) -> bool:
     """Scroll to the bottom (and press "more" if shown) until more thumbnails appear.
 
     False at the end of the results (end marker shown, or nothing new within the timeout).
@@ -220,6 +382,7 @@ def _load_more(driver: WebDriver, engine: EngineConfig, count: int, timeout_s: f
 
     if end_shown(driver):
         return False
+    throttle.pace()
     driver.execute_script("window.scrollTo(0, document.documentElement.scrollHeight);")
 
     def grown(d: WebDriver) -> str | None:
@@ -242,27 +405,17 @@ def _load_more(driver: WebDriver, engine: EngineConfig, count: int, timeout_s: f
         return False
 
 
-def scrape_query(
+def open_search(
     driver: WebDriver,
     engine: EngineConfig,
-    base_url: str,
-    label: str,
+    base_url: str | None,
     query: str,
-    limit: int,
     timeout_s: float,
-    run_date: str,
-    *,
-    exclude: Collection[str] = (),
-    known: dict[str, str] | None = None,
-    on_row: Callable[[ManifestRow], None] | None = None,
-) -> list[ManifestRow]:
-    """Up to `limit` new full-size URLs for one query, in result order.
-
-    `exclude`: full-size URLs already collected (skipped, not counted). `known`: a cache
-    thumbnail URL -> full-size URL shared across queries, so a thumbnail already resolved
-    under another phrasing is not clicked again.
-    """
+    throttle: Throttle | None = None,
+) -> str:
+    """Load the results page for `query`, pass the consent dialog, wait for the grid."""
     url = engine.search_url(base_url, query)
+    (throttle or Throttle(0)).pace()
     driver.set_page_load_timeout(timeout_s)
     try:
         driver.get(url)
@@ -273,39 +426,95 @@ def scrape_query(
         raise ScrapeError(
             f"could not open {url} ({reason}): is the {engine.name!r} search service running?"
         ) from exc
+    _check_page(driver, engine, url)
     _accept_consent(driver, engine, timeout_s)
     _wait_for_results(driver, engine, url, timeout_s)
+    return url
+
+
+def scrape_query(
+    driver: WebDriver,
+    engine: EngineConfig,
+    base_url: str | None,
+    label: str,
+    query: str,
+    limit: int,
+    timeout_s: float,
+    run_date: str,
+    *,
+    exclude: Collection[str] = (),
+    known: dict[str, str] | None = None,
+    on_row: Callable[[ManifestRow], None] | None = None,
+    skip: int = 0,
+    throttle: Throttle | None = None,
+) -> list[ManifestRow]:
+    """Up to `limit` new full-size URLs for one query, in result order.
+
+    `exclude`: full-size URLs already collected (skipped, not counted). `known`: a cache
+    thumbnail URL -> full-size URL shared across queries, so a thumbnail already resolved
+    under another phrasing is not clicked again. `skip`: results (by rank) already handled
+    by an earlier, interrupted run; they are passed over without a click.
+    """
+    throttle = throttle or Throttle(engine.delay_s)
+    driver.set_script_timeout(timeout_s + 10)
+    url = open_search(driver, engine, base_url, query, timeout_s, throttle)
 
     known = {} if known is None else known
     taken = set(exclude)
     rows: list[ManifestRow] = []
     previous: str | None = None
     done = 0
+    resolved = 0  # results that gave a full-size URL (new or not)
     while len(rows) < limit:
         thumbs = driver.find_elements(By.CSS_SELECTOR, engine.thumbnail)
         if done >= len(thumbs):
-            if not _load_more(driver, engine, done, timeout_s):
+            if not _load_more(driver, engine, done, timeout_s, throttle):
                 break
             continue
         for thumb in thumbs[done:]:
             done += 1
+            if done <= skip:
+                continue
             try:
-                thumb_url = driver.execute_script(_PREPARE_JS, thumb)
-                if known.get(thumb_url) in taken:
-                    continue
-                full, source = _open_full_size(driver, engine, thumb, previous, timeout_s)
+                if engine.inline:
+                    full, source = driver.execute_script(
+                        _INLINE_JS, thumb, engine.inline_url_attribute,
+                        engine.inline_json_key, engine.inline_source_key,
+                    )  # fmt: skip
+                    if not engine.is_full_size(full):
+                        log.debug("%s %r: result %d has no full-size URL", label, query, done)
+                        continue
+                    thumb_url = ""
+                else:
+                    skip_srcs = {t for t, f in known.items() if f in taken}
+                    thumb_url = _click_thumbnail(
+                        driver, engine, thumb, skip_srcs, timeout_s, throttle
+                    )
+                    if thumb_url is None:
+                        continue
+                    full, source = _await_panel(driver, engine, previous, timeout_s)
             except StaleElementReferenceException:
                 log.warning("%s %r: result %d vanished from the page; skipped", label, query, done)
+                continue
+            except _NotClickable:
+                if not rows and previous is None:
+                    raise ScrapeError(
+                        f"{url}: the thumbnail ({engine.thumbnail!r}) never became clickable "
+                        f"within {timeout_s:g}s; check {_key(engine, 'thumbnail')}"
+                    ) from None
+                log.warning("%s %r: result %d not clickable; skipped", label, query, done)
                 continue
             except TimeoutException:
                 if not rows and previous is None:
                     raise ScrapeError(
-                        f"{url}: the side panel never showed a full-size URL "
-                        f"({engine.full_image!r} matching {engine.full_url_pattern!r}) "
-                        f"within {timeout_s:g}s; the engine's selectors may be out of date"
+                        f"{url}: the side panel never showed a full-size URL: full_image "
+                        f"selector {engine.full_image!r} (attribute "
+                        f"{engine.full_url_attribute!r}, pattern {engine.full_url_pattern!r}) "
+                        f"within {timeout_s:g}s; check {_key(engine, 'full_image')}"
                     ) from None
                 log.warning("%s %r: result %d gave no full-size URL; skipped", label, query, done)
                 continue
+            resolved += 1
             previous = full
             if thumb_url:
                 known[thumb_url] = full
@@ -320,6 +529,13 @@ def scrape_query(
                 on_row(row)
             if len(rows) >= limit:
                 break
+    if engine.inline and resolved == 0 and done > skip:
+        raise ScrapeError(
+            f"{url}: none of {done - skip} results had a full-size URL in inline_url_attribute "
+            f"{engine.inline_url_attribute!r}"
+            + (f" (JSON key {engine.inline_json_key!r})" if engine.inline_json_key else "")
+            + f" matching {engine.full_url_pattern!r}; check {_key(engine, 'inline_url_attribute')}"
+        )
     return rows
 
 
@@ -376,54 +592,123 @@ def _progress_bar(enabled: bool, total: int, completed: int) -> Iterator[Callabl
         yield lambda description: bar.update(task, advance=1, description=description)
 
 
-def _scrape_label(
-    driver: WebDriver,
-    engine: EngineConfig,
-    base_url: str,
-    label: str,
-    queries: list[str],
-    per_label: int,
-    timeout_s: float,
-    run_date: str,
-    advance: Callable[[str], None],
-) -> list[ManifestRow]:
-    """Spread `per_label` over the queries; a query that runs dry passes its share on."""
-    rows: list[ManifestRow] = []
-    seen: set[str] = set()
-    known: dict[str, str] = {}
-    exhausted: set[str] = set()
+# All labels --------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """What one run still has to do, from the caps and what the manifest already holds."""
 
-    def run(query: str, limit: int) -> None:
-        got = scrape_query(
-            driver, engine, base_url, label, query, limit, timeout_s, run_date,
-            exclude=seen, known=known, on_row=lambda r: advance(f"{label}: {r.query}"),
-        )  # fmt: skip
-        if len(got) < limit:
-            exhausted.add(query)
-        rows.extend(got)
-        seen.update(r.image_url for r in got)
+    per_label: int
+    per_query: int | None
+    max_per_run: int | None
+    rows: dict[str, list[ManifestRow]]  # per label, in manifest order
+    other: list[ManifestRow]  # rows of labels not asked for this time: kept, untouched
 
-    for i, query in enumerate(queries):
-        remaining = per_label - len(rows)
-        if remaining <= 0:
-            break
-        run(query, math.ceil(remaining / (len(queries) - i)))
-    # Second pass: early queries stopped at their share; later ones may have run dry.
-    for query in queries:
-        remaining = per_label - len(rows)
-        if remaining <= 0:
-            break
-        if query not in exhausted:
-            run(query, remaining)
-    if len(rows) < per_label:
-        log.warning("%s: only %d of %d unique URLs found", label, len(rows), per_label)
-    return rows
+    def total(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def label_left(self, label: str) -> int:
+        left = self.per_label - len(self.rows[label])
+        if self.max_per_run is not None:
+            left = min(left, self.max_per_run - self.total())
+        return max(0, left)
+
+    def from_query(self, label: str, query: str, engine: str) -> list[ManifestRow]:
+        return [r for r in self.rows[label] if r.query == query and r.engine == engine]
+
+    def ordered(self) -> list[ManifestRow]:
+        return [row for rows in self.rows.values() for row in rows] + self.other
+
+
+def _shares(per_label: int, n: int, per_query: int | None) -> list[int]:
+    """An even first-pass split of a label's quota over its queries (earlier ones first)."""
+    shares = [per_label // n + (1 if i < per_label % n else 0) for i in range(n)]
+    return [min(s, per_query) for s in shares] if per_query else shares
+
+
+def _load_previous(out_csv: Path, labels: Collection[str], run_date: str) -> _Plan:
+    rows: dict[str, list[ManifestRow]] = {label: [] for label in labels}
+    other: list[ManifestRow] = []
+    if out_csv.exists():
+        dropped = 0
+        for row in read_manifest(out_csv):
+            if row.run_date != run_date:
+                dropped += 1
+            elif row.label in rows:
+                rows[row.label].append(row)
+            else:
+                other.append(row)
+        if dropped:
+            log.warning("%s: dropped %d rows of another run date", out_csv, dropped)
+    return _Plan(0, None, None, rows, other)
+
+
+@dataclass
+class _Runner:
+    """One scrape run: a browser started only when some query still has work."""
+
+    engine: EngineConfig
+    base_url: str | None
+    run_date: str
+    out_csv: Path
+    chromium: Path
+    chromedriver: Path
+    timeout_s: float
+    throttle: Throttle
+    plan: _Plan
+    driver: WebDriver | None = None
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.quit()
+            self.driver = None
+
+    def label(self, label: str, queries: list[str], advance: Callable[[str], None]) -> None:
+        plan = self.plan
+        seen = {r.image_url for r in plan.rows[label]}
+        known: dict[str, str] = {}
+        exhausted: set[str] = set()
+
+        def on_row(row: ManifestRow) -> None:
+            plan.rows[label].append(row)
+            seen.add(row.image_url)
+            advance(f"{label}: {row.query}")
+
+        def run(query: str, cap: int | None) -> None:
+            mine = plan.from_query(label, query, self.engine.name)
+            limit = plan.label_left(label)
+            if cap is not None:
+                limit = min(limit, cap - len(mine))
+            if limit <= 0:
+                return
+            if self.driver is None:
+                self.driver = make_driver(self.chromium, self.chromedriver)
+            got = scrape_query(
+                self.driver, self.engine, self.base_url, label, query, limit, self.timeout_s,
+                self.run_date, exclude=seen, known=known, on_row=on_row,
+                skip=max((r.rank for r in mine), default=0), throttle=self.throttle,
+            )  # fmt: skip
+            if len(got) < limit:
+                exhausted.add(query)
+            write_manifest(self.out_csv, plan.ordered())
+
+        shares = _shares(plan.per_label, len(queries), plan.per_query)
+        for query, share in zip(queries, shares, strict=True):
+            run(query, share)
+        # Second pass: queries that still have results fill what the others could not.
+        for query in queries:
+            if query not in exhausted:
+                run(query, plan.per_query)
+        have = len(plan.rows[label])
+        if have < plan.per_label:
+            capped = plan.max_per_run is not None and plan.total() >= plan.max_per_run
+            why = f"the run cap max_per_run={plan.max_per_run}" if capped else "results"
+            log.warning("%s: %d of %d URLs (ran out of %s)", label, have, plan.per_label, why)
 
 
 def scrape(
     labels_to_queries: dict[str, list[str]],
-    engine_name: str,
-    base_url: str,
+    engine: str | EngineConfig,
+    base_url: str | None,
     per_label: int,
     run_date: str,
     out_csv: Path,
@@ -431,52 +716,51 @@ def scrape(
     chromedriver: Path,
     timeout_s: float = 20,
     progress: bool = True,
+    *,
+    per_query: int | None = None,
+    max_per_run: int | None = None,
+    delay_s: float | None = None,
+    engines: Mapping[str, Any] | None = None,
 ) -> list[ManifestRow]:
-    """Scrape every label and write the manifest CSV; resumable.
+    """Scrape every label's queries into the manifest CSV; resumable per (label, query).
 
-    Rows already in `out_csv` for a label are kept when that label is complete (at least
-    `per_label` rows from the same engine and run date); other labels are scraped again.
-    The manifest is rewritten after each label, so an interrupted run loses at most one.
+    Caps: `per_label` URLs per label, at most `per_query` from one query, at most
+    `max_per_run` in the whole manifest. A label's quota is first split evenly over its
+    queries (so every phrasing contributes); queries that still have results then fill
+    what the others could not. `delay_s` (default: the engine's own) paces page loads and
+    clicks. Rows already in `out_csv` for this run date are kept and count toward the caps;
+    a (label, query) that has rows is resumed after its last rank without re-clicking
+    them. The manifest is rewritten (atomically) after every query and when the run stops
+    for any reason, so an interruption loses at most the row being clicked.
     """
-    engine = get_engine(engine_name)
-    engine.search_url(base_url, "probe")  # fails early when a needed base URL is missing
-    if per_label < 1:
-        raise ScrapeError(f"per_label must be >= 1, got {per_label}")
+    cfg = engine if isinstance(engine, EngineConfig) else get_engine(engine, engines)
+    cfg.search_url(base_url, "probe")  # fails early when a needed base URL is missing
+    for name, value in (("per_label", per_label), ("per_query", per_query),
+                        ("max_per_run", max_per_run)):  # fmt: skip
+        if value is not None and value < 1:
+            raise ScrapeError(f"{name} must be >= 1, got {value}")
     empty = [label for label, queries in labels_to_queries.items() if not queries]
     if empty:
         raise ScrapeError(f"no search queries for labels {empty}")
+    throttle = Throttle(cfg.delay_s if delay_s is None else delay_s)
 
     out_csv = Path(out_csv)
-    by_label: dict[str, list[ManifestRow]] = {}
-    if out_csv.exists():
-        old: dict[str, list[ManifestRow]] = {}
-        for row in read_manifest(out_csv):
-            old.setdefault(row.label, []).append(row)
-        for label, rows in old.items():
-            same_run = all(r.engine == engine.name and r.run_date == run_date for r in rows)
-            if label in labels_to_queries and same_run and len(rows) >= per_label:
-                by_label[label] = rows
-        if by_label:
-            log.info("resuming %s: labels already complete: %s", out_csv, sorted(by_label))
+    plan = _load_previous(out_csv, list(labels_to_queries), run_date)
+    plan.per_label, plan.per_query, plan.max_per_run = per_label, per_query, max_per_run
+    if plan.total():
+        log.info("resuming %s: %d rows already collected", out_csv, plan.total())
 
-    def ordered() -> list[ManifestRow]:
-        return [row for label in labels_to_queries for row in by_label.get(label, [])]
-
-    todo = [label for label in labels_to_queries if label not in by_label]
-    if todo:
-        driver = make_driver(chromium, chromedriver)
-        try:
-            total = per_label * len(labels_to_queries)
-            done = per_label * (len(labels_to_queries) - len(todo))
-            with _progress_bar(progress, total, done) as advance:
-                for label in todo:
-                    by_label[label] = _scrape_label(
-                        driver, engine, base_url, label, list(labels_to_queries[label]),
-                        per_label, timeout_s, run_date, advance,
-                    )  # fmt: skip
-                    write_manifest(out_csv, ordered())
-        finally:
-            driver.quit()
-    rows = ordered()
-    write_manifest(out_csv, rows)
-    return rows
+    runner = _Runner(cfg, base_url, run_date, out_csv, chromium, chromedriver, timeout_s,
+                     throttle, plan)  # fmt: skip
+    target = per_label * len(labels_to_queries)
+    if max_per_run is not None:
+        target = min(target, max_per_run)
+    try:
+        with _progress_bar(progress, target, min(plan.total(), target)) as advance:
+            for label, queries in labels_to_queries.items():
+                runner.label(label, list(dict.fromkeys(queries)), advance)
+    finally:
+        runner.close()
+        if out_csv.exists() or plan.total() or plan.other:
+            write_manifest(out_csv, plan.ordered())
+    return plan.ordered()

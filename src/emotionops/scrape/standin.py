@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 from http.cookies import CookieError, SimpleCookie
@@ -181,8 +182,14 @@ class SearchStandin:
         page_size: int = 12,
         thumb_side: int = 64,
         panel_delay_ms: tuple[int, int] = (50, 150),
+        skin: str = "classic",
     ) -> None:
         self.root = Path(root)
+        if skin not in SKINS:
+            raise StandinError(f"unknown skin {skin!r}; known skins: {', '.join(SKINS)}")
+        #: Markup variant: "classic", or "mosaic" (other ids/classes, the full-size URL in a
+        #: data- attribute and in JSON on each result), to prove markup changes are config.
+        self.skin = skin
         self.host = host
         self.port = port
         if page_size < 1:
@@ -196,6 +203,14 @@ class SearchStandin:
         self._thread: threading.Thread | None = None
         self._thumbs: dict[tuple[str, str], bytes] = {}
         self._thumb_lock = threading.Lock()
+        #: Requests served per route ("search", "api/item", "image", ...): lets a test or a
+        #: benchmark see how much work a scrape caused (e.g. that a resume clicks nothing twice).
+        self.hits: Counter[str] = Counter()
+        self._hits_lock = threading.Lock()
+
+    def count(self, route: str) -> None:
+        with self._hits_lock:
+            self.hits[route] += 1
 
     # Setup -----------------------------------------------------------------------------
     def _discover_labels(self) -> list[str]:
@@ -350,27 +365,61 @@ class SearchStandin:
         return data
 
 
-def _item_html(item: dict[str, str]) -> str:
+def _item_html(item: dict[str, str], skin: str = "classic") -> str:
     e = html.escape
+    if skin == "mosaic":
+        meta = json.dumps({"murl": item["image"], "purl": item["page"]})
+        return (
+            f'<a class="tile" data-role="result" href="{e(item["page"])}" '
+            f'data-id="{e(item["id"])}" data-meta="{e(meta)}">'
+            f'<img class="tile-img" src="{e(item["thumb"])}" alt="{e(item["title"])}">'
+            f'<span class="tile-caption">{e(item["title"])}</span></a>'
+        )
     return (
-        f'<a class="result" href="{e(item["page"])}" data-id="{e(item["id"])}">'
+        f'<a class="result" data-role="result" href="{e(item["page"])}" '
+        f'data-id="{e(item["id"])}">'
         f'<img class="thumb" src="{e(item["thumb"])}" alt="{e(item["title"])}">'
         f'<span class="title">{e(item["title"])}</span></a>'
     )
 
 
-_CONSENT_HTML = """<div id="consent-overlay" role="dialog" aria-modal="true">
+_CONSENT_HTML = {
+    "classic": """<div id="consent-overlay" data-role="consent-overlay" role="dialog" aria-modal="true">
   <div id="consent-dialog">
     <h2>Before you continue</h2>
     <p>This search page uses cookies to remember your choice.</p>
     <button id="consent-reject" type="button">Reject all</button>
-    <button id="consent-accept" type="button">Accept all</button>
+    <button id="consent-accept" data-role="consent-accept" type="button">Accept all</button>
   </div>
-</div>"""
+</div>""",
+    "mosaic": """<div class="cookie-wall" data-role="consent-overlay" role="dialog" aria-modal="true">
+  <div class="cookie-box">
+    <p>We use cookies. Is that fine?</p>
+    <button class="cookie-no" type="button">No thanks</button>
+    <button class="cookie-ok" data-role="consent-accept" type="button">I agree</button>
+  </div>
+</div>""",
+}
+#: Per skin: results template and the end-of-results element (no results / no more).
+SKINS = {
+    "classic": (
+        "results.html",
+        '<p id="end-of-results" data-role="end" class="empty">No results for this search</p>',
+        '<p id="end-of-results" data-role="end">No more results</p>',
+    ),
+    "mosaic": (
+        "results_mosaic.html",
+        '<div class="hits-end" data-role="end">Nothing found</div>',
+        '<div class="hits-end" data-role="end">No more results</div>',
+    ),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "EmotionOpsSearchStandin/1.0"
+    # Headers and body go out in separate writes: with Nagle on, a keep-alive client waits
+    # for a delayed ACK (~40 ms) on every response (measured: ~50 ms more per side-panel update).
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
 
     @property
@@ -414,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
         except CookieError:
             cookie = SimpleCookie()
         accepted = "consent" in cookie and cookie["consent"].value == "yes"
-        return "" if accepted else _CONSENT_HTML
+        return "" if accepted else _CONSENT_HTML[self.standin.skin]
 
     # Routing ---------------------------------------------------------------------------
     def _dispatch(self, send_body: bool) -> None:
@@ -434,6 +483,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Split before decoding: an encoded "/" or ".." stays inside one segment.
         segments = [unquote(s) for s in parts.path.split("/")[1:]]
         standin = self.standin
+        standin.count("/".join(segments[:2]) if segments[:1] == ["api"] else segments[0])
         if parts.path in ("", "/"):
             self._html(self._search_html(query), send_body)
         elif parts.path == "/search":
@@ -492,15 +542,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _results_html(self, query: str) -> str:
         standin = self.standin
         first = standin.result_page(query, 0)
-        items = "\n".join(_item_html(item) for item in first["results"])
+        template, no_results, no_more = SKINS[standin.skin]
+        items = "\n".join(_item_html(item, standin.skin) for item in first["results"])
         if not first["results"]:
-            end = '<p id="end-of-results" class="empty">No results for this search</p>'
+            end = no_results
         elif not first["has_more"]:
-            end = '<p id="end-of-results">No more results</p>'
+            end = no_more
         else:
             end = ""
         low, high = standin.panel_delay_ms
-        return _template("results.html").substitute(
+        return _template(template).substitute(
             consent=self._consent_html(),
             query_attr=html.escape(query),
             query_text=html.escape(query),

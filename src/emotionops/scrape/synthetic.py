@@ -84,11 +84,20 @@ def make_face(label: str, rng: np.random.Generator, size: int = 128) -> np.ndarr
     bg = rng.uniform(40, 90) if rng.random() < 0.5 else rng.uniform(225, 250)
     skin = rng.uniform(140, 200)
     img = np.full((size, size), bg, np.float32)
+    # A background gradient in a random direction, and shoulders below the face: photos of
+    # one expression differ in more than the expression. Measured on the demo's 160 faces:
+    # the near-duplicate check (perceptual hashes) dropped 46 without this variety, 24 with.
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * np.arange(size)[None, :] + np.sin(angle) * np.arange(size)[:, None]
+    img += (ramp - ramp.mean()) / size * rng.uniform(20, 60) * (1 if bg < 128 else -1)
 
     cx = size / 2 + rng.uniform(-6, 6) * s
     cy = size / 2 + rng.uniform(-6, 6) * s
     w = rng.uniform(70, 84) * s
     h = w * rng.uniform(1.22, 1.32)
+    cloth = rng.uniform(0, 255)
+    shoulders = _pt(cx + rng.uniform(-10, 10) * s, cy + h * 0.5 + rng.uniform(30, 46) * s)
+    cv2.ellipse(img, shoulders, _pt(w * rng.uniform(0.8, 1.1), h * 0.35), 0, 0, 360, cloth, -1)
     cv2.ellipse(img, _pt(cx, cy), _pt(w / 2, h / 2), 0, 0, 360, skin, -1, cv2.LINE_AA)
 
     dark = max(skin - 120, 5)

@@ -1,10 +1,25 @@
 // Behaviour of the local image-search stand-in: the same obstacles a scraper meets on a
 // real engine (consent overlay, infinite scroll, a side panel that loads the full image late).
+// Elements are found by data-role so one script serves every markup variant ("skin"); the
+// scraper never uses data-role: it uses each skin's own ids/classes, as on a real engine.
 (function () {
   "use strict";
 
-  const overlay = document.getElementById("consent-overlay");
-  const accept = document.getElementById("consent-accept");
+  const role = (name) => document.querySelector('[data-role="' + name + '"]');
+  const SKINS = {
+    classic: {
+      result: "result", thumb: "thumb", title: "title", selected: "selected",
+      endTag: "p", endId: "end-of-results", endClass: "", fullAttr: null, meta: false,
+    },
+    mosaic: {
+      result: "tile", thumb: "tile-img", title: "tile-caption", selected: "is-active",
+      endTag: "div", endId: "", endClass: "hits-end", fullAttr: "fullUrl", meta: true,
+    },
+  };
+  const skin = SKINS[document.body.dataset.skin] || SKINS.classic;
+
+  const overlay = role("consent-overlay");
+  const accept = role("consent-accept");
   if (overlay && accept) {
     accept.addEventListener("click", function () {
       document.cookie = "consent=yes; path=/; SameSite=Lax";
@@ -13,16 +28,16 @@
     });
   }
 
-  const results = document.getElementById("results");
+  const results = role("results");
   if (!results) {
     return;
   }
-  const grid = document.getElementById("grid");
-  const more = document.getElementById("more-results");
-  const panel = document.getElementById("side-panel");
-  const panelImage = document.getElementById("panel-image");
-  const panelTitle = document.getElementById("panel-title");
-  const panelSource = document.getElementById("panel-source");
+  const grid = role("grid");
+  const more = role("more");
+  const panel = role("panel");
+  const panelImage = role("panel-image");
+  const panelTitle = role("panel-title");
+  const panelSource = role("panel-source");
   const delayMin = Number(document.body.dataset.panelDelayMin || 100);
   const delayMax = Number(document.body.dataset.panelDelayMax || 300);
   const query = results.dataset.query;
@@ -32,25 +47,31 @@
   let panelToken = 0;
 
   function endMarker() {
-    if (!document.getElementById("end-of-results")) {
-      const p = document.createElement("p");
-      p.id = "end-of-results";
-      p.textContent = "No more results";
-      results.appendChild(p);
+    if (!role("end")) {
+      const el = document.createElement(skin.endTag);
+      if (skin.endId) el.id = skin.endId;
+      if (skin.endClass) el.className = skin.endClass;
+      el.dataset.role = "end";
+      el.textContent = "No more results";
+      results.appendChild(el);
     }
   }
 
   function itemElement(item) {
     const a = document.createElement("a");
-    a.className = "result";
+    a.className = skin.result;
     a.href = item.page;
     a.dataset.id = item.id;
+    a.dataset.role = "result";
+    if (skin.meta) {
+      a.dataset.meta = JSON.stringify({ murl: item.image, purl: item.page });
+    }
     const img = document.createElement("img");
-    img.className = "thumb";
+    img.className = skin.thumb;
     img.src = item.thumb;
     img.alt = item.title;
     const span = document.createElement("span");
-    span.className = "title";
+    span.className = skin.title;
     span.textContent = item.title;
     a.appendChild(img);
     a.appendChild(span);
@@ -91,23 +112,27 @@
   more.addEventListener("click", loadMore);
 
   // Like Google: the panel first shows the thumbnail, then swaps in the full-size image
-  // once it has been fetched, after a short delay. A scraper must wait for the swap.
+  // once it has been fetched, after a short delay. A scraper must wait for the swap. The
+  // mosaic skin keeps the thumbnail in src and puts the full-size URL in data-full-url.
   grid.addEventListener("click", function (event) {
-    const result = event.target.closest(".result");
+    const result = event.target.closest('[data-role="result"]');
     if (!result) {
       return;
     }
     event.preventDefault();
-    for (const el of grid.querySelectorAll(".result.selected")) {
-      el.classList.remove("selected");
+    for (const el of grid.querySelectorAll("." + skin.selected)) {
+      el.classList.remove(skin.selected);
     }
-    result.classList.add("selected");
-    const thumb = result.querySelector("img.thumb");
+    result.classList.add(skin.selected);
+    const thumb = result.querySelector("img");
     panelToken += 1;
     const token = panelToken;
     panel.hidden = false;
     panelImage.src = thumb.src;
     panelImage.dataset.state = "thumbnail";
+    if (skin.fullAttr) {
+      delete panelImage.dataset[skin.fullAttr];
+    }
     panelTitle.textContent = thumb.alt;
     panelSource.href = "#";
     const delay = delayMin + Math.random() * Math.max(0, delayMax - delayMin);
@@ -117,7 +142,11 @@
       const full = new Image();
       full.onload = function () {
         if (token === panelToken) {
-          panelImage.src = item.image;
+          if (skin.fullAttr) {
+            panelImage.dataset[skin.fullAttr] = item.image;
+          } else {
+            panelImage.src = item.image;
+          }
           panelImage.dataset.state = "full";
           panelSource.href = item.page;
         }
@@ -126,7 +155,7 @@
     }, delay);
   });
 
-  document.getElementById("panel-close").addEventListener("click", function () {
+  role("panel-close").addEventListener("click", function () {
     panel.hidden = true;
   });
 })();
