@@ -7,12 +7,21 @@ run_id, dataset_version, gate decision) so the registry UI alone explains each m
 Foundation-level gate: the new version becomes champion when there is none yet or when its
 test_accuracy >= the champion's recorded test_accuracy tag; otherwise it becomes challenger.
 (A later gate re-evaluates both on the same frozen test set.)
+
+Audit: every alias move produces an `AliasMove` (model, version, alias, previous holder,
+decision, reason, metrics compared, time, run id). It is kept durably on the version it moved
+to, as the JSON list in the version tag `audit`, so `emotionops warehouse load-run <run id>`
+can always copy it into the warehouse's `model_promotion` table (a retry after a crash
+included); it is also returned in `Promotion.moves` and passed to any `on_move` callback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from emotionops.errors import EmotionOpsError
@@ -32,12 +41,55 @@ class RegistryError(EmotionOpsError):
     """The registry is unreachable or refused an operation."""
 
 
+AUDIT_TAG = "audit"  # version tag: JSON list of the alias moves onto that version
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One alias move, the audit trail's unit (a `model_promotion` row in the warehouse)."""
+
+    model_name: str
+    model_version: int
+    alias: str
+    decision: str  # promoted | refused (moved to challenger instead) | rollback
+    previous_version: int | None  # who held `alias` before
+    reason: str
+    decided_at: datetime  # UTC, whole seconds (part of the warehouse key)
+    metric_name: str | None = None
+    new_value: float | None = None  # this version's metric
+    old_value: float | None = None  # the value it was compared with (the champion's)
+    run_id: str | None = None
+    dataset_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "decided_at": self.decided_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AliasMove:
+        known = {k: data.get(k) for k in cls.__dataclass_fields__}
+        known["decided_at"] = datetime.fromisoformat(str(data["decided_at"]))
+        known["model_version"] = int(data["model_version"])
+        if known.get("previous_version") is not None:
+            known["previous_version"] = int(known["previous_version"])
+        return cls(**known)
+
+    def as_row(self) -> dict[str, Any]:
+        """The warehouse `model_promotion` row."""
+        row = asdict(self)
+        row["model_version"] = str(self.model_version)
+        row["previous_version"] = (
+            None if self.previous_version is None else str(self.previous_version)
+        )
+        return row
+
+
 @dataclass(frozen=True)
 class Promotion:
     version: int
     promoted: bool
     previous_version: int | None
     reason: str
+    moves: tuple[AliasMove, ...] = field(default_factory=tuple)
 
 
 def ensure_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
@@ -111,10 +163,45 @@ def decide(new_accuracy: float, champion: ModelVersion | None) -> tuple[bool, st
     return False, f"test_accuracy {new_accuracy:.4f} < champion v{champion.version} {old:.4f}"
 
 
+def audit_moves(version: ModelVersion) -> list[AliasMove]:
+    """The alias moves recorded on `version` (its `audit` tag); [] when it has none."""
+    raw = (version.tags or {}).get(AUDIT_TAG)
+    if not raw:
+        return []
+    try:
+        return [AliasMove.from_json(item) for item in json.loads(raw)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegistryError(
+            f"{version.name} v{version.version}: unreadable `{AUDIT_TAG}` tag: {exc}"
+        ) from exc
+
+
+def _record_move(
+    client: MlflowClient,
+    move: AliasMove,
+    version: ModelVersion,
+    on_move: Callable[[AliasMove], None] | None,
+) -> None:
+    """Append `move` to the version's audit tag, then tell `on_move`."""
+    history = [m.to_json() for m in audit_moves(version)] + [move.to_json()]
+    client.set_model_version_tag(
+        move.model_name, str(move.model_version), AUDIT_TAG, json.dumps(history)
+    )
+    if on_move is not None:
+        on_move(move)
+
+
 def register_and_promote(
-    tracking_uri: str, model_name: str, result: TrainResult, alias: str = CHAMPION
+    tracking_uri: str,
+    model_name: str,
+    result: TrainResult,
+    alias: str = CHAMPION,
+    on_move: Callable[[AliasMove], None] | None = None,
 ) -> Promotion:
-    """Register `result.model_uri` as a new version of `model_name` and apply the gate."""
+    """Register `result.model_uri` as a new version of `model_name` and apply the gate.
+
+    The alias move (to `alias` when promoted, to challenger when refused) is audited: see
+    the module docstring."""
     ensure_reachable(tracking_uri)
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -139,9 +226,25 @@ def register_and_promote(
         )
         promoted, reason = decide(result.test_accuracy, champion)
         target = alias if promoted else CHALLENGER
+        holder = champion if promoted else _alias_version(client, model_name, CHALLENGER)
         client.set_registered_model_alias(model_name, target, version.version)
         client.set_model_version_tag(model_name, version.version, "gate", target)
         client.set_model_version_tag(model_name, version.version, "gate_reason", reason)
+        move = AliasMove(
+            model_name=model_name,
+            model_version=int(version.version),
+            alias=target,
+            decision="promoted" if promoted else "refused",
+            previous_version=int(holder.version) if holder is not None else None,
+            reason=reason,
+            decided_at=datetime.now(UTC).replace(microsecond=0),
+            metric_name="test_accuracy",
+            new_value=float(result.test_accuracy),
+            old_value=_recorded_accuracy(champion) if champion is not None else None,
+            run_id=result.run_id,
+            dataset_version=result.dataset_version,
+        )
+        _record_move(client, move, version, on_move)
     except MlflowException as exc:
         raise RegistryError(
             f"registering {result.model_uri} as {model_name} failed: {exc}"
@@ -151,4 +254,5 @@ def register_and_promote(
         promoted=promoted,
         previous_version=int(champion.version) if champion is not None else None,
         reason=reason,
+        moves=(move,),
     )

@@ -1,91 +1,202 @@
 """Idempotent, transactional loads into the warehouse tables.
 
-Each loader checks its rows before touching the database, then writes every row in one
-transaction: a crash mid-batch leaves nothing half-written, and a retry updates in place.
+Every loader checks all of its rows before it touches the database (required values, types,
+lengths, labels, conflicting duplicates, an empty batch) and names the first bad row; then
+`db.write_tables` writes every row in one transaction, in batches. So bad input and crashes
+leave nothing half-written, and a retry updates rows in place instead of duplicating them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import Boolean, Engine, Float, Integer, String, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from emotionops.warehouse.db import WarehouseError, upsert
+from emotionops.warehouse.db import BATCH_SIZE, WarehouseError, key_columns, write_tables
 from emotionops.warehouse.schema import (
+    DATA_TABLES,
+    UtcDateTime,
     dataset_version,
     emotion_event,
     image,
     image_url,
-    metadata,
+    model_promotion,
     training_run,
 )
 
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
 
-def _rows_for(table: Table, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Keep the table's columns; refuse rows missing a non-nullable column."""
-    required = [c.name for c in table.columns if not c.nullable]
+
+def _coerce(table: Table, col_name: str, value: Any) -> Any:
+    """`value` as the column's Python type, or a ValueError saying why not."""
+    col = table.c[col_name]
+    kind = col.type
+    if isinstance(value, str) and value.strip() == "" and not isinstance(kind, String):
+        return None
+    if value is None:
+        return None
+    if isinstance(kind, UtcDateTime):
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO date-time") from None
+        if not isinstance(value, datetime):
+            raise ValueError(f"{value!r} is not a date-time")
+        return value
+    if isinstance(kind, Boolean):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"{value!r} is not a boolean")
+    if isinstance(kind, Integer):
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not an integer") from None
+        raise ValueError(f"{value!r} is not an integer")
+    if isinstance(kind, Float):
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+        # NaN/inf: SQLite stores NULL, Oracle's NUMBER cannot hold them; NULL everywhere.
+        return number if math.isfinite(number) else None
+    if isinstance(kind, String):
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"{value!r} ({type(value).__name__}) is not text")
+        text = str(value)
+        if text == "":
+            return None  # Oracle stores '' as NULL: make every backend agree
+        if kind.length is not None and len(text) > kind.length:
+            raise ValueError(f"is {len(text)} characters long, the column holds {kind.length}")
+        return text
+    return value
+
+
+def check_rows(
+    table: Table,
+    rows: Iterable[Mapping[str, Any]],
+    labels: Sequence[str] | None = None,
+    label_columns: Sequence[str] = ("label",),
+    allow_empty: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows reduced to the table's columns and converted to their types; refuses (with the
+    first offending row) missing required values, wrong types, over-long text, labels not in
+    `labels`, and two rows with the same key but different values. Exact duplicates collapse.
+    """
     names = [c.name for c in table.columns]
-    out = []
-    for i, row in enumerate(rows):
-        missing = [k for k in required if row.get(k) in (None, "")]
+    required = [c.name for c in table.columns if not c.nullable]
+    keys = key_columns(table)
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for i, raw in enumerate(rows):
+        if not isinstance(raw, Mapping):
+            raise WarehouseError(f"{table.name}: row {i} is not a mapping: {raw!r}")
+        row: dict[str, Any] = {}
+        for name in names:
+            try:
+                row[name] = _coerce(table, name, raw.get(name))
+            except ValueError as exc:
+                raise WarehouseError(f"{table.name}: row {i}, column {name}: {exc}") from None
+        missing = [k for k in required if row[k] is None]
         if missing:
-            raise WarehouseError(f"{table.name}: row {i} lacks required {missing}: {dict(row)}")
-        out.append({k: row.get(k) for k in names})
-    return out
+            raise WarehouseError(f"{table.name}: row {i} lacks required {missing}: {dict(raw)}")
+        if labels is not None:
+            for col in label_columns:
+                if row.get(col) is not None and row[col] not in labels:
+                    raise WarehouseError(
+                        f"{table.name}: row {i} has {col} {row[col]!r}, not in the label set "
+                        f"{list(labels)}"
+                    )
+        key = tuple(row[k] for k in keys)
+        if key in out and out[key] != row:
+            raise WarehouseError(
+                f"{table.name}: row {i} repeats key {dict(zip(keys, key, strict=True))} "
+                "with different values; nothing was loaded"
+            )
+        out[key] = row
+    if not out and not allow_empty:
+        raise WarehouseError(f"{table.name}: nothing to load (empty batch)")
+    return list(out.values())
 
 
-def _check_labels(table: Table, rows: Sequence[Mapping[str, Any]], labels: Sequence[str] | None):
-    if labels is None:
-        return
-    unknown = sorted({str(r["label"]) for r in rows} - set(labels))
-    if unknown:
-        raise WarehouseError(f"{table.name}: labels not in the label set {list(labels)}: {unknown}")
-
-
-def _load(
+def load_table(
     engine: Engine,
     table: Table,
     rows: Iterable[Mapping[str, Any]],
     labels: Sequence[str] | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> int:
-    clean = _rows_for(table, rows)
-    if "label" in table.c:
-        _check_labels(table, clean, labels)
-    try:
-        with engine.begin() as conn:
-            return upsert(conn, table, clean)
-    except SQLAlchemyError as exc:
-        first = str(exc).splitlines()[0]
-        if "no such table" in first or "does not exist" in first or "ORA-00942" in first:
-            raise WarehouseError(
-                f"table {table.name} is missing: run `emotionops warehouse init` first"
-            ) from exc
-        raise WarehouseError(f"loading {table.name} failed, nothing was written: {first}") from exc
+    """Check then upsert `rows` into `table` in one transaction; returns the rows written."""
+    clean = check_rows(table, rows, labels)
+    return write_tables(engine, [(table, clean)], batch_size)[table.name]
 
 
-def load_urls(engine: Engine, rows: Iterable[Mapping[str, Any]], labels=None) -> int:
-    return _load(engine, image_url, rows, labels)
+def load_urls(
+    engine: Engine,
+    rows: Iterable[Mapping[str, Any]],
+    labels: Sequence[str] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> int:
+    """Cleaned URL manifest rows -> image_url (key: sha256 of the normalised URL)."""
+    return load_table(engine, image_url, rows, labels, batch_size)
 
 
-def load_images(engine: Engine, rows: Iterable[Mapping[str, Any]], labels=None) -> int:
-    return _load(engine, image, rows, labels)
+def load_images(
+    engine: Engine,
+    rows: Iterable[Mapping[str, Any]],
+    labels: Sequence[str] | None = None,
+    batch_size: int = BATCH_SIZE,
+    dataset: Mapping[str, Any] | None = None,
+) -> int:
+    """Image metadata -> image (key: sha256 of the bytes), and the `dataset` version row
+    built from them when given, in one transaction. Only accepted images must carry a label
+    of the label set: a rejected row records why an off-set image was refused."""
+    clean = check_rows(image, rows)
+    if labels is not None:
+        check_rows(image, [r for r in clean if r["status"] == "accepted"], labels, allow_empty=True)
+    batches = [(image, clean)]
+    if dataset is not None:
+        batches.append((dataset_version, check_rows(dataset_version, [dataset])))
+    return write_tables(engine, batches, batch_size)[image.name]
 
 
 def load_dataset_version(engine: Engine, row: Mapping[str, Any]) -> int:
-    return _load(engine, dataset_version, [row])
+    return load_table(engine, dataset_version, [row])
 
 
 def load_training_run(engine: Engine, row: Mapping[str, Any]) -> int:
-    return _load(engine, training_run, [row])
+    return load_table(engine, training_run, [row])
+
+
+def load_promotions(engine: Engine, records: Iterable[Any]) -> int:
+    """Registry audit records (`registry.AliasMove` or mappings) -> model_promotion."""
+    rows = [r if isinstance(r, Mapping) else r.as_row() for r in records]
+    return load_table(engine, model_promotion, rows)
 
 
 def load_emotion_events(engine: Engine, windows: Iterable[Any]) -> int:
     """Rows from `edge.report.EmotionWindow` objects (or mappings with the same fields)."""
     rows = []
     for w in windows:
-        get = w.get if isinstance(w, Mapping) else lambda k, w=w: getattr(w, k)
+        get = w.get if isinstance(w, Mapping) else lambda k, w=w: getattr(w, k, None)
         rows.append(
             {
                 "camera_id": get("camera_id"),
@@ -99,16 +210,19 @@ def load_emotion_events(engine: Engine, windows: Iterable[Any]) -> int:
                 else str(get("model_version")),
             }
         )
-    return _load(engine, emotion_event, rows)
+    return load_table(engine, emotion_event, rows)
 
 
 def table_counts(engine: Engine) -> dict[str, int]:
-    """Row count per warehouse table (missing tables count as 0)."""
+    """Row count per warehouse data table (a missing table counts as 0)."""
     counts = {}
     with engine.connect() as conn:
-        for name, table in metadata.tables.items():
+        for table in DATA_TABLES:
             try:
-                counts[name] = conn.execute(select(func.count()).select_from(table)).scalar_one()
+                counts[table.name] = conn.execute(
+                    select(func.count()).select_from(table)
+                ).scalar_one()
             except SQLAlchemyError:
-                counts[name] = 0
+                conn.rollback()  # PostgreSQL aborts the transaction on an error
+                counts[table.name] = 0
     return counts

@@ -1,23 +1,73 @@
-"""Warehouse tables, dialect-neutral (SQLAlchemy Core).
+"""Warehouse tables, dialect-neutral (SQLAlchemy Core): SQLite, PostgreSQL and Oracle.
 
 Keys are content hashes or natural keys so that every load is an idempotent upsert.
-Identifiers stay under 30 characters so the same schema works on older Oracle releases.
+Portability rules, checked by tests/unit/test_warehouse_oracle.py against each dialect's
+compiler: identifiers are at most 30 characters (Oracle 12.1 and older), no identifier is a
+reserved word on Oracle or PostgreSQL (nothing is quoted there, so hand-written SQL and BI
+tools use plain names; SQLite quotes `query`, which it accepts either way), strings have explicit lengths under Oracle's 4000-byte VARCHAR2
+limit, and timestamps are stored in UTC through `UtcDateTime`.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Dialect,
     Float,
     Integer,
     MetaData,
     String,
     Table,
 )
+from sqlalchemy.dialects import oracle
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    PostgreSQL stores `timestamptz`; SQLite stores text (it has no time zones, so values are
+    converted to UTC before they are written and read back as UTC); Oracle stores
+    TIMESTAMP WITH TIME ZONE, except in keys (`key=True`), where Oracle refuses that type
+    (ORA-02329) and a plain TIMESTAMP holding UTC is used instead.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def __init__(self, key: bool = False) -> None:
+        super().__init__()
+        self.key = key
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "oracle":
+            return dialect.type_descriptor(oracle.TIMESTAMP(timezone=not self.key))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name in ("sqlite", "oracle"):
+            # SQLite keeps no offset; python-oracledb ignores tzinfo when binding. The MERGE
+            # statement attaches UTC explicitly (FROM_TZ) for TIMESTAMP WITH TIME ZONE.
+            return utc.replace(tzinfo=None)
+        return utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 metadata = MetaData()
+
+# Version 1 (the original schema) ------------------------------------------------------------
 
 image_url = Table(
     "image_url",
@@ -71,16 +121,102 @@ training_run = Table(
     Column("val_accuracy", Float),
     Column("promoted", Boolean),
     Column("run_date", String(10)),
+    # Added by migration 2 (nullable: rows loaded before it keep NULLs).
+    Column("experiment_id", String(64)),
+    Column("model_type", String(64)),
+    Column("epochs_run", Integer),
+    Column("n_train", Integer),
+    Column("n_val", Integer),
+    Column("n_test", Integer),
+    Column("test_macro_f1", Float),
+    Column("git_commit", String(40)),
+    Column("started_at", UtcDateTime()),
 )
 
 emotion_event = Table(
     "emotion_event",
     metadata,
     Column("camera_id", String(64), primary_key=True),
-    Column("window_start", DateTime(timezone=True), primary_key=True),
+    Column("window_start", UtcDateTime(key=True), primary_key=True),
     Column("label", String(32), primary_key=True),
     Column("window_seconds", Float, nullable=False),
     Column("face_count", Integer, nullable=False),
     Column("mean_confidence", Float),
     Column("model_version", String(16)),
+)
+
+# Version 2: a training run's reports and the promotion audit trail --------------------------
+
+epoch_metric = Table(
+    "epoch_metric",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("epoch", Integer, primary_key=True, comment="0-based, the MLflow step"),
+    Column("train_accuracy", Float),
+    Column("train_loss", Float),
+    Column("val_accuracy", Float),
+    Column("val_loss", Float),
+)
+
+class_metric = Table(
+    "class_metric",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("label", String(32), primary_key=True),
+    Column("eval_split", String(8), primary_key=True, comment="test"),
+    Column("precision", Float),
+    Column("recall", Float),
+    Column("specificity", Float),
+    Column("f1", Float),
+    Column("support", Integer),
+)
+
+confusion_cell = Table(
+    "confusion_cell",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("eval_split", String(8), primary_key=True),
+    Column("true_label", String(32), primary_key=True),
+    Column("pred_label", String(32), primary_key=True),
+    Column("n_images", Integer, nullable=False),
+)
+
+model_promotion = Table(
+    "model_promotion",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("model_version", String(16), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("decided_at", UtcDateTime(key=True), primary_key=True),
+    Column("decision", String(16), nullable=False, comment="promoted | refused | rollback"),
+    Column("previous_version", String(16)),
+    Column("reason", String(512)),
+    Column("metric_name", String(64)),
+    Column("new_value", Float),
+    Column("old_value", Float, comment="the previous alias holder's value"),
+    Column("run_id", String(64)),
+    Column("dataset_version", String(64)),
+)
+
+# Bookkeeping for `warehouse init` (see warehouse.migrate) ---------------------------------
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(256), nullable=False),
+    Column("applied_at", UtcDateTime(), nullable=False),
+)
+
+#: Tables that hold data (everything except the migration bookkeeping), in load order.
+DATA_TABLES: tuple[Table, ...] = (
+    image_url,
+    image,
+    dataset_version,
+    training_run,
+    epoch_metric,
+    class_metric,
+    confusion_cell,
+    model_promotion,
+    emotion_event,
 )

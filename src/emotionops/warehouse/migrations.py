@@ -1,0 +1,165 @@
+"""`emotionops warehouse init`: create missing tables and apply additive migrations in order.
+
+A `schema_version` table records every step applied. A database made before versioning
+existed (the five original tables, no `schema_version`) is taken to be at version 1. Each
+step only adds (tables, nullable columns) and checks before it adds, so it is safe to re-run
+after a crash half-way: Oracle commits each DDL statement on its own, so a step cannot rely
+on a rollback. Steps never drop or rewrite data.
+
+Why not Alembic: the warehouse has a handful of additive steps that must run identically on
+three dialects from a CLI and from Airflow, without a migrations folder to ship next to the
+package; the check-then-add steps below are short, and tested on an old-schema database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, Table, func, inspect, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
+
+from emotionops.warehouse import schema as s
+from emotionops.warehouse.db import WarehouseError, first_line
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], list[str]]  # returns what it changed, for the report
+
+
+@dataclass
+class MigrationReport:
+    created: list[str] = field(default_factory=list)  # tables created
+    applied: list[int] = field(default_factory=list)  # versions applied now
+    changes: list[str] = field(default_factory=list)  # e.g. "training_run.n_train added"
+    version: int = 0  # schema version after the run
+
+
+def _create_missing(conn: Connection, tables: list[Table]) -> list[str]:
+    existing = set(inspect(conn).get_table_names())
+    fresh = [t for t in tables if t.name not in existing]
+    for table in fresh:
+        table.create(conn)
+    return [f"table {t.name} created" for t in fresh]
+
+
+def _add_missing_columns(conn: Connection, table: Table, names: list[str]) -> list[str]:
+    """ALTER TABLE t ADD <column definition> for each of `names` the table lacks.
+
+    `ADD col type` (without the COLUMN keyword) is valid on SQLite, PostgreSQL and Oracle.
+    """
+    have = {c["name"].lower() for c in inspect(conn).get_columns(table.name)}
+    prep = conn.dialect.identifier_preparer
+    done = []
+    for name in names:
+        col = table.c[name]
+        if col.primary_key or not col.nullable:
+            raise WarehouseError(f"migration bug: {table.name}.{name} must be a nullable column")
+        if name.lower() in have:
+            continue
+        ddl = CreateColumn(col).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {prep.format_table(table)} ADD {ddl}")
+        done.append(f"{table.name}.{name} added")
+    return done
+
+
+def _v1_baseline(conn: Connection) -> list[str]:
+    return _create_missing(
+        conn, [s.image_url, s.image, s.dataset_version, s.training_run, s.emotion_event]
+    )
+
+
+V2_TRAINING_RUN_COLUMNS = [
+    "experiment_id",
+    "model_type",
+    "epochs_run",
+    "n_train",
+    "n_val",
+    "n_test",
+    "test_macro_f1",
+    "git_commit",
+    "started_at",
+]
+
+
+def _v2_training_reports(conn: Connection) -> list[str]:
+    changes = _create_missing(
+        conn, [s.epoch_metric, s.class_metric, s.confusion_cell, s.model_promotion]
+    )
+    return changes + _add_missing_columns(conn, s.training_run, V2_TRAINING_RUN_COLUMNS)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "image_url, image, dataset_version, training_run, emotion_event", _v1_baseline),
+    Migration(
+        2,
+        "epoch_metric, class_metric, confusion_cell, model_promotion; training_run details",
+        _v2_training_reports,
+    ),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(engine: Engine) -> int:
+    """The schema version recorded in the database (0: empty; 1: pre-versioning tables)."""
+    with engine.connect() as conn:
+        return _current_version(conn)
+
+
+def _current_version(conn: Connection) -> int:
+    tables = set(inspect(conn).get_table_names())
+    if s.schema_version.name in tables:
+        recorded = conn.execute(select(func.max(s.schema_version.c.version))).scalar()
+        if recorded is not None:
+            return int(recorded)
+    return 1 if s.image_url.name in tables else 0
+
+
+def migrate(engine: Engine, now: datetime | None = None) -> MigrationReport:
+    """Bring the database to the latest schema version; a no-op when it is there already."""
+    report = MigrationReport()
+    try:
+        with engine.begin() as conn:
+            start = _current_version(conn)
+            report.created += [c.split()[1] for c in _create_missing(conn, [s.schema_version])]
+            if start == 1 and not conn.execute(select(s.schema_version.c.version)).first():
+                _record(conn, MIGRATIONS[0], now)  # the pre-versioning schema is version 1
+        for step in MIGRATIONS:
+            if step.version <= start:
+                continue
+            with engine.begin() as conn:
+                changes = step.apply(conn)
+                _record(conn, step, now)
+            report.applied.append(step.version)
+            report.changes += changes
+            report.created += [c.split()[1] for c in changes if c.startswith("table ")]
+        report.version = max(start, LATEST)
+    except WarehouseError:
+        raise
+    except SQLAlchemyError as exc:
+        raise WarehouseError(
+            f"migrating the warehouse at {engine.url.render_as_string(hide_password=True)} "
+            f"failed: {first_line(exc)}"
+        ) from exc
+    if report.version > LATEST:
+        raise WarehouseError(
+            f"the warehouse is at schema version {report.version}, newer than this code "
+            f"({LATEST}): upgrade emotionops"
+        )
+    return report
+
+
+def _record(conn: Connection, step: Migration, now: datetime | None) -> None:
+    conn.execute(
+        s.schema_version.insert().values(
+            version=step.version,
+            description=step.description,
+            applied_at=now or datetime.now(UTC),
+        )
+    )
