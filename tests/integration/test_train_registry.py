@@ -35,11 +35,18 @@ def dead_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory):
+def faces_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    make_faces(root, {"train": 45, "val": 9, "test": 12})
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(mlflow_server: str, faces_root: Path):
     from emotionops.training.train import train
 
-    root = tmp_path_factory.mktemp("faces")
-    split_csv = make_faces(root, {"train": 45, "val": 9, "test": 12})
+    root = faces_root
+    split_csv = root / "split.csv"
     params = TrainParams(epochs=EPOCHS, batch_size=16, learning_rate=0.003, seed=11)
     return train(
         split_csv,
@@ -51,6 +58,8 @@ def trained(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory):
         dataset_version="dv-test-1",
         model_name="it-model",
         patience=5,
+        dvc_hashes={"data/split.csv": "0123abcd"},
+        export_dir=root / "export",
     )
 
 
@@ -68,12 +77,23 @@ def test_run_logs_params_epoch_metrics_and_artifacts(
     assert run.data.params["train_batch_size_effective"] == "16"
     assert run.data.tags["dataset_version"] == "dv-test-1"
     assert float(run.data.tags["tflite_parity"]) < 1e-3
+    assert run.data.params["augment.rotation"] == "0.04"  # nested params flattened
+    assert run.data.tags["dvc.data/split.csv"] == "0123abcd"
     assert (trained.n_train, trained.n_val, trained.n_test) == (45, 9, 12)
     assert trained.epochs_run == EPOCHS
 
-    for name in ("train_accuracy", "train_loss", "val_accuracy", "val_loss"):
+    for name in ("train_accuracy", "train_loss", "val_accuracy", "val_loss", "learning_rate"):
         history = client.get_metric_history(trained.run_id, name)
         assert sorted(m.step for m in history) == list(range(EPOCHS)), name
+    lrs = [
+        m.value
+        for m in sorted(
+            client.get_metric_history(trained.run_id, "learning_rate"), key=lambda m: m.step
+        )
+    ]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] > lrs[-1]  # the cosine schedule decays
+    assert 0 <= run.data.metrics["test_flip_consistency"] <= 1
+    assert run.data.metrics["train_images_per_s"] > 0
     assert run.data.metrics["test_accuracy"] == pytest.approx(trained.test_accuracy)
     assert trained.test_accuracy > 0.5  # chance is 1/3: labels and images stayed aligned
     for label in LABELS:
@@ -86,9 +106,23 @@ def test_run_logs_params_epoch_metrics_and_artifacts(
     assert {
         "evaluation/confusion_matrix.png",
         "evaluation/confusion_matrix.csv",
+        "evaluation/confusion_matrix_normalized.png",
+        "evaluation/confusion_matrix_normalized.csv",
         "evaluation/per_class_metrics.json",
         "evaluation/per_class_metrics.csv",
     } <= names
+    top = {a.path for a in client.list_artifacts(trained.run_id)}
+    assert {"curves", "tflite", "tflite_dynamic", "parity.json", "model_card.md", "data"} <= top
+    assert {a.path for a in client.list_artifacts(trained.run_id, "curves")} == {
+        "curves/history.csv",
+        "curves/training_curves.png",
+    }
+    parity = mlflow.artifacts.load_dict(f"runs:/{trained.run_id}/parity.json")
+    assert parity["float"]["max_abs_diff"] < 1e-3 and parity["float"]["top1_agreement"] == 1.0
+    assert parity["dynamic"]["bytes"] < parity["float"]["bytes"]
+    assert parity["dynamic"]["n_images"] == 12  # measured on the test images
+    card = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/model_card.md")
+    assert "dv-test-1" in card and "AI Act" in card and "| happy |" in card
 
     # What the edge service does: pull runs:/<id>/tflite and run it.
     from emotionops.training.export import tflite_predict
@@ -103,6 +137,47 @@ def test_run_logs_params_epoch_metrics_and_artifacts(
     assert meta["labels"] == LABELS and meta["image_size"] == 48
     probs = tflite_predict(local / "model.tflite", np.full((1, 48, 48, 1), 100.0, np.float32))
     assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_export_dir_holds_the_model_for_dvc(trained, faces_root: Path) -> None:
+    export = faces_root / "export"
+    assert {p.name for p in export.iterdir()} == {
+        "model.keras",
+        "model.tflite",
+        "labels.json",
+        "model_card.md",
+    }
+    assert json.loads((export / "labels.json").read_text())["labels"] == LABELS
+    assert f"`{trained.run_id}`" in (export / "model_card.md").read_text()
+    assert trained.metrics()["test_accuracy"] == trained.test_accuracy
+    assert len(trained.history["loss"]) == EPOCHS
+
+
+def test_evaluate_any_model_reference(trained, mlflow_server: str, faces_root: Path) -> None:
+    """The same test metrics from the run, the registry and the file: one evaluation code path."""
+    from emotionops.registry import register_and_promote
+    from emotionops.training.evaluate import evaluate_probs, load_model
+
+    name = f"eval-{uuid.uuid4().hex[:8]}"
+    register_and_promote(mlflow_server, name, trained)
+    from emotionops.training.data import load_arrays
+
+    root = faces_root
+
+    test = load_arrays(root / "split.csv", root, LABELS, 48)["test"]
+    accuracies = []
+    for ref in (f"runs:/{trained.run_id}", f"models:/{name}@champion", f"models:/{name}/1",
+                str(root / "export"), str(root / "export" / "model.tflite")):  # fmt: skip
+        model = load_model(ref, mlflow_server)
+        assert model.labels == LABELS, ref
+        ev = evaluate_probs(model.predict, test.images, test.labels, LABELS)
+        accuracies.append(ev.accuracy)
+        assert ev.confusion == trained.confusion, ref
+    assert accuracies == [pytest.approx(trained.test_accuracy)] * 5
+    from emotionops.training.evaluate import EvaluationError
+
+    with pytest.raises(EvaluationError, match="cannot load models:/no-such-model@champion"):
+        load_model("models:/no-such-model@champion", mlflow_server)
 
 
 def test_register_twice_and_champion_moves_per_the_gate(trained, mlflow_server: str) -> None:

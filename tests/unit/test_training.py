@@ -180,7 +180,8 @@ def test_unknown_model_lists_the_known_ones() -> None:
     from emotionops.training.models import ModelConfigError, build_model
 
     with pytest.raises(
-        ModelConfigError, match="unknown model 'resnet9000'; known models: small_cnn"
+        ModelConfigError,
+        match="unknown model 'resnet9000'; known models: mobilenet_v2, resnet50, small_cnn",
     ):
         build_model("resnet9000", 48, 4, seed=1)
 

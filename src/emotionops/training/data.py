@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from emotionops.errors import EmotionOpsError
+from emotionops.params import AugmentParams
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -56,6 +57,7 @@ class Datasets:
     train_batch_size: int
     labels: list[str]
     image_size: int
+    steps_per_epoch: int | None = None  # set when the train stream is infinite (balanced)
 
     def count(self, split: str) -> int:
         return len(self.arrays[split])
@@ -134,11 +136,42 @@ def load_arrays(
     return out
 
 
-def _augment(images: Any, labels: Any, seed: int) -> tuple[Any, Any]:
-    import tensorflow as tf
+def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """n / (k * count_c) per class (sklearn's "balanced"), 0 for classes absent from train: a
+    rare emotion's errors then cost as much in total as a common one's."""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=n_classes)
+    present = int((counts > 0).sum())
+    return {
+        c: float(len(y) / (present * counts[c])) if counts[c] else 0.0 for c in range(n_classes)
+    }
 
-    # Light on purpose: a mirrored face keeps its emotion; crops/rotations are left for later.
-    return tf.image.random_flip_left_right(images, seed=seed), labels
+
+def augmenter(params: AugmentParams | None, seed: int) -> Any:
+    """A Keras preprocessing stack applied per batch in tf.data (training only); None when
+    every transform is off. Works on raw 0..255 pixels (the model rescales later)."""
+    if params is None:
+        return None
+    import keras
+    from keras import layers
+
+    steps: list[Any] = []
+    if params.flip:
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if params.rotation:
+        steps.append(layers.RandomRotation(params.rotation, fill_mode="reflect", seed=seed + 1))
+    if params.shift:
+        steps.append(
+            layers.RandomTranslation(params.shift, params.shift, fill_mode="reflect", seed=seed + 2)
+        )
+    if params.zoom:
+        steps.append(layers.RandomZoom(params.zoom, fill_mode="reflect", seed=seed + 3))
+    if params.brightness:
+        steps.append(
+            layers.RandomBrightness(params.brightness, value_range=(0, 255), seed=seed + 4)
+        )
+    if params.contrast:
+        steps.append(layers.RandomContrast(params.contrast, value_range=(0, 255), seed=seed + 5))
+    return keras.Sequential(steps, name="augment") if steps else None
 
 
 def make_datasets(
@@ -148,9 +181,14 @@ def make_datasets(
     image_size: int,
     batch_size: int,
     seed: int,
-    augment: bool = True,
+    augment: bool | AugmentParams = True,
+    balance: str = "none",
 ) -> Datasets:
-    """Cached, prefetched datasets of float32 RAW pixel values 0..255 (the model rescales)."""
+    """Cached, prefetched datasets of float32 RAW pixel values 0..255 (the model rescales).
+
+    `augment`: True = horizontal flips only, False = none, or AugmentParams. `balance`
+    "sample" draws every class equally often (infinite stream, `steps_per_epoch` batches per
+    epoch); "class_weight" and "none" leave the data as is (the weights go to fit)."""
     import tensorflow as tf
 
     arrays = load_arrays(split_csv, faces_root, labels, image_size)
@@ -165,14 +203,39 @@ def make_datasets(
         ds = tf.data.Dataset.from_tensor_slices((a.images, a.labels))
         return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).cache()
 
-    train = (
-        base("train")
-        .shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
-        .take(n_even)
-        .batch(train_batch)
-    )
-    if augment:
-        train = train.map(lambda x, y: _augment(x, y, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    steps_per_epoch = None
+    if balance == "sample":
+        a = arrays["train"]
+        present = sorted(set(a.labels.tolist()))
+        per_class = [
+            tf.data.Dataset.from_tensor_slices((a.images[a.labels == c], a.labels[a.labels == c]))
+            .map(lambda x, y: (tf.cast(x, tf.float32), y))
+            .cache()
+            .shuffle(int((a.labels == c).sum()), seed=seed + c, reshuffle_each_iteration=True)
+            .repeat()
+            for c in present
+        ]
+        train = tf.data.Dataset.sample_from_datasets(
+            per_class, weights=[1 / len(present)] * len(present), seed=seed
+        ).batch(train_batch, drop_remainder=True)  # infinite stream: every batch is full
+        steps_per_epoch = max(1, n_train // train_batch)
+    elif balance in ("none", "class_weight"):
+        train = (
+            base("train")
+            .shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
+            .take(n_even)
+            .batch(train_batch)
+        )
+    else:
+        raise TrainingDataError(f"unknown balance {balance!r} (none | class_weight | sample)")
+    if augment is True:
+        augment = AugmentParams(rotation=0, shift=0, zoom=0, brightness=0, contrast=0)
+    stack = augmenter(augment, seed) if augment else None
+    if stack is not None:
+        # Sequential on purpose: the layers draw from a stateful seed generator, and parallel
+        # calls would consume it in a racy order (runs with one seed then differ). Each call
+        # transforms a whole batch with vectorised ops, and prefetch overlaps it with training.
+        train = train.map(lambda x, y: (stack(x, training=True), y))
     train = train.prefetch(tf.data.AUTOTUNE)
 
     def evaluation(split: str) -> tf.data.Dataset | None:
@@ -189,4 +252,5 @@ def make_datasets(
         train_batch_size=train_batch,
         labels=list(labels),
         image_size=image_size,
+        steps_per_epoch=steps_per_epoch,
     )

@@ -1,8 +1,9 @@
 """TFLite export for the edge service, and a parity check against the Keras model.
 
 The edge pulls `runs:/<run_id>/tflite` (model.tflite + labels.json) and runs it with
-ai-edge-litert: 0.2-0.35 ms per face vs 36+ ms for Keras (PLATFORM-NOTES). Float export only:
-dynamic-range int8 was not faster here.
+ai-edge-litert: 0.2-0.35 ms per face vs 36+ ms for Keras (PLATFORM-NOTES). The float model is
+what the edge runs; a dynamic-range quantised copy (int8 weights, ~4x smaller, not faster
+here) is exported beside it with its own measured parity, for devices short of storage.
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ class ExportError(EmotionOpsError):
     """The model could not be converted to TFLite or the export cannot be run."""
 
 
-def export_tflite(model: keras.Model, out_dir: Path, labels: list[str], image_size: int) -> Path:
-    """Write `model.tflite` (float32) and `labels.json` into out_dir; return the model path."""
+def export_tflite(
+    model: keras.Model,
+    out_dir: Path,
+    labels: list[str],
+    image_size: int,
+    quantize: str = "none",
+) -> Path:
+    """Write `model.tflite` and `labels.json` into out_dir; return the model path.
+
+    `quantize`: none (float32) | dynamic (dynamic-range: int8 weights, float activations)."""
     import tensorflow as tf
 
     n_out = model.output_shape[-1]
@@ -40,7 +49,12 @@ def export_tflite(model: keras.Model, out_dir: Path, labels: list[str], image_si
     try:
         # Keras 3 prints a page of endpoint/capture listings while converting: keep logs concise.
         with contextlib.redirect_stdout(io.StringIO()):
-            flat = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            if quantize == "dynamic":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            elif quantize != "none":
+                raise ExportError(f"unknown quantisation {quantize!r} (none | dynamic)")
+            flat = converter.convert()
     except Exception as exc:  # the converter raises many unrelated types
         raise ExportError(f"TFLite conversion failed: {exc}") from exc
     path = out_dir / TFLITE_FILE
@@ -50,6 +64,8 @@ def export_tflite(model: keras.Model, out_dir: Path, labels: list[str], image_si
         "image_size": image_size,
         "input": f"float32 [N,{image_size},{image_size},1] raw pixel values 0..255",
     }
+    if quantize != "none":
+        meta["quantization"] = quantize
     (out_dir / LABELS_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -84,11 +100,29 @@ def tflite_predict(tflite_path: Path, x: np.ndarray) -> np.ndarray:
     return np.stack(probs)
 
 
+def tflite_input_size(tflite_path: Path) -> int:
+    """Side S of the model's [1, S, S, 1] input."""
+    interp = _interpreter(Path(tflite_path))
+    return int(interp.get_input_details()[0]["shape"][1])
+
+
 def tflite_parity(model: keras.Model, tflite_path: Path, x: np.ndarray) -> float:
     """Max absolute difference between Keras and TFLite class probabilities on x."""
+    return parity_report(model, tflite_path, x)["max_abs_diff"]
+
+
+def parity_report(model: keras.Model, tflite_path: Path, x: np.ndarray) -> dict[str, float]:
+    """Keras vs TFLite on x: max and mean absolute probability difference, and the share of
+    images where both pick the same class (what matters to the edge's counts)."""
     if len(x) == 0:
         raise ExportError("parity check needs at least one image")
     x = np.asarray(x, dtype=np.float32)
-    keras_probs = np.asarray(model(x, training=False))
+    keras_probs = np.asarray(model(x, training=False), dtype=np.float32)
     lite_probs = tflite_predict(tflite_path, x)
-    return float(np.max(np.abs(keras_probs - lite_probs)))
+    diff = np.abs(keras_probs - lite_probs)
+    return {
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "top1_agreement": float(np.mean(keras_probs.argmax(1) == lite_probs.argmax(1))),
+        "n_images": float(len(x)),
+    }

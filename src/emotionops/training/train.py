@@ -2,23 +2,33 @@
 
 Everything the registry gate, the warehouse loaders and the edge service need is logged to
 the run, so a model version can always be traced to its data, code and evaluation:
-- params (train section + labels), tags dataset_version / git_commit / test_set_fingerprint;
-- per-epoch train_/val_ accuracy and loss (step = epoch);
-- test_accuracy, test_macro_f1, per-class precision/recall/specificity/f1/support;
-- artifacts evaluation/ (confusion matrix PNG + CSV, per-class JSON + CSV), data/split.csv,
-  the Keras model (LoggedModel `name="model"`) and tflite/ (model.tflite + labels.json),
-  which the edge service downloads as `runs:/<run_id>/tflite`.
+- params: the whole `train` section (augment.* flattened) + labels and data sizes; tags
+  dataset_version (hash of the split file), dvc.<out> (DVC md5s from dvc.lock), git_commit,
+  test_set_fingerprint;
+- per-epoch train_/val_ accuracy and loss and learning_rate (step = epoch);
+- test_accuracy, test_macro_f1, test_flip_consistency, per-class
+  test_<label>_{precision,recall,specificity,f1,support}; train_seconds, train_images_per_s;
+- artifacts: evaluation/ (confusion matrix counts + row-normalised, CSV + PNG; per-class
+  JSON + CSV; metrics.json), curves/ (history.csv, training_curves.png), data/split.csv,
+  the Keras model (LoggedModel `name="model"`, signature + input example), tflite/
+  (model.tflite float32 + labels.json: the edge downloads `runs:/<run_id>/tflite`),
+  tflite_dynamic/ (dynamic-range quantised), parity.json (Keras vs both TFLite files,
+  measured on test images), model_card.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import logging
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +38,15 @@ import numpy as np
 from emotionops.errors import EmotionOpsError
 from emotionops.params import TrainParams
 
+# Re-exported: the metric helpers used to live here (tests and callers import them from here).
+from emotionops.training.evaluate import (  # noqa: F401
+    Evaluation,
+    confusion_matrix,
+    evaluate_probs,
+    per_class_metrics,
+    write_evaluation,
+)
+
 if TYPE_CHECKING:
     import keras
 
@@ -36,8 +55,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TFLITE_ARTIFACT_PATH = "tflite"  # the edge service pulls runs:/<run_id>/tflite: keep it stable
-EVALUATION_ARTIFACT_PATH = "evaluation"
-PARITY_SAMPLE = 32  # images compared Keras vs TFLite; one invoke each, ~0.3 ms
+TFLITE_DYNAMIC_ARTIFACT_PATH = "tflite_dynamic"
+EVALUATION_ARTIFACT_PATH = "evaluation"  # warehouse load-run reads it: keep names stable
+CURVES_ARTIFACT_PATH = "curves"
+PARITY_SAMPLE = 256  # test images compared Keras vs TFLite; one invoke each, ~0.3 ms
+EPOCH_KEYS = ("accuracy", "loss")
 
 
 class TrainingError(EmotionOpsError):
@@ -60,83 +82,33 @@ class TrainResult:
     dataset_version: str | None = None
     tflite_uri: str = ""
     confusion: list[list[int]] = field(default_factory=list)
+    test_flip_consistency: float | None = None
+    tflite_dynamic_parity: float | None = None
+    tflite_dynamic_agreement: float | None = None
+    train_seconds: float = 0.0
+    train_images_per_s: float = 0.0
+    predict_images_per_s: float | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-# Evaluation helpers (pure numpy: easy to test, no sklearn warnings on empty classes) ---------
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Rows: true class, columns: predicted class."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
-    return cm
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den else 0.0
-
-
-def per_class_metrics(cm: np.ndarray, labels: list[str]) -> dict[str, dict[str, float]]:
-    """Precision, recall, specificity, F1 and support per class (0.0 when undefined)."""
-    total = cm.sum()
-    out: dict[str, dict[str, float]] = {}
-    for i, label in enumerate(labels):
-        tp = cm[i, i]
-        fp = cm[:, i].sum() - tp
-        fn = cm[i, :].sum() - tp
-        tn = total - tp - fp - fn
-        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-        out[label] = {
-            "precision": precision,
-            "recall": recall,
-            "specificity": _ratio(tn, tn + fp),
-            "f1": _ratio(2 * precision * recall, precision + recall),
-            "support": float(cm[i, :].sum()),
+    def metrics(self) -> dict[str, Any]:
+        """The DVC metrics file (`data/metrics/train.json`): what `dvc metrics diff` compares."""
+        return {
+            "test_accuracy": self.test_accuracy,
+            "test_macro_f1": self.test_macro_f1,
+            "val_accuracy": self.val_accuracy,
+            "test_flip_consistency": self.test_flip_consistency,
+            "epochs_run": self.epochs_run,
+            "train_seconds": round(self.train_seconds, 2),
+            "train_images_per_s": round(self.train_images_per_s, 1),
+            "tflite_parity_max_abs_diff": self.tflite_parity,
+            "test_recall": {label: m["recall"] for label, m in self.per_class.items()},
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "n_test": self.n_test,
         }
-    return out
-
-
-def _plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and in Airflow workers
-    import matplotlib.pyplot as plt
-
-    size = 1.2 + 0.7 * len(labels)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    threshold = cm.max() / 2 if cm.size else 0
-    for (r, c), v in np.ndenumerate(cm):
-        ax.text(c, r, str(v), ha="center", va="center", color="white" if v > threshold else "black")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _write_evaluation(
-    out: Path, cm: np.ndarray, labels: list[str], per_class: dict[str, dict[str, float]]
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "confusion_matrix.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["true\\predicted", *labels])
-        for label, row in zip(labels, cm.tolist(), strict=True):
-            writer.writerow([label, *row])
-    (out / "per_class_metrics.json").write_text(json.dumps(per_class, indent=2) + "\n")
-    with (out / "per_class_metrics.csv").open("w", newline="", encoding="utf-8") as fh:
-        fields = ["label", "precision", "recall", "specificity", "f1", "support"]
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for label, metrics in per_class.items():
-            writer.writerow({"label": label, **metrics})
-    _plot_confusion(cm, labels, out / "confusion_matrix.png", "test confusion matrix")
 
 
 # Run context -----------------------------------------------------------------------------
@@ -180,22 +152,200 @@ def model_requirements() -> list[str]:
     return reqs
 
 
-def _epoch_logger() -> keras.callbacks.Callback:
+def flat_params(params: TrainParams) -> dict[str, Any]:
+    """The train section as MLflow params: nested sections dotted, lists as JSON."""
+    out: dict[str, Any] = {}
+    for key, value in params.model_dump().items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        elif isinstance(value, list):
+            out[key] = json.dumps(value)
+        else:
+            out[key] = value
+    return out
+
+
+@contextlib.contextmanager
+def precision_policy(name: str) -> Iterator[None]:
+    """Keras' global dtype policy for the duration (restored after: it is process-wide)."""
+    import keras
+
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+# Callbacks -------------------------------------------------------------------------------
+def _current_lr(model: keras.Model) -> float | None:
+    import keras
+
+    try:
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _callbacks(
+    n_epochs: int, images_per_epoch: int, max_minutes: float | None, progress: bool
+) -> tuple[list[keras.callbacks.Callback], dict[str, Any]]:
+    """Per-epoch MLflow metrics, a concise console line per epoch, and the time budget.
+    Returns (callbacks, timing dict filled during fit)."""
     import keras
     import mlflow
 
-    class MlflowEpochLogger(keras.callbacks.Callback):
+    timing: dict[str, Any] = {"epoch_seconds": [], "stopped_by_budget": False}
+
+    class EpochLog(keras.callbacks.Callback):
         """Per-epoch metrics with step=epoch (autolog needs tensorboard, which is absent)."""
 
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            timing["fit_start"] = time.perf_counter()
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self._start = time.perf_counter()
+
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            seconds = time.perf_counter() - self._start
+            timing["epoch_seconds"].append(seconds)
             metrics = {}
             for key, value in (logs or {}).items():
                 name = key if key.startswith("val_") or key == "learning_rate" else f"train_{key}"
                 metrics[name] = float(value)
-            if metrics:
-                mlflow.log_metrics(metrics, step=epoch)
+            lr = _current_lr(self.model)
+            if lr is not None:
+                metrics["learning_rate"] = lr
+            metrics["epoch_seconds"] = seconds
+            mlflow.log_metrics(metrics, step=epoch)
+            if progress:
+                val = (
+                    f" val_loss {metrics['val_loss']:.4f} val_acc {metrics['val_accuracy']:.3f}"
+                    if "val_loss" in metrics
+                    else ""
+                )
+                print(
+                    f"epoch {epoch + 1}/{n_epochs}: loss {metrics.get('train_loss', 0):.4f} "
+                    f"acc {metrics.get('train_accuracy', 0):.3f}{val} lr {lr or 0:.2e} "
+                    f"{seconds:.1f}s ({images_per_epoch / seconds:.0f} img/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if max_minutes is not None:
+                elapsed = time.perf_counter() - timing["fit_start"]
+                if elapsed > max_minutes * 60:
+                    timing["stopped_by_budget"] = True
+                    self.model.stop_training = True
 
-    return MlflowEpochLogger()
+    return [EpochLog()], timing
+
+
+# Artifacts -------------------------------------------------------------------------------
+def write_history(history: dict[str, list[float]], out: Path) -> Path:
+    """history.csv (one row per epoch; DVC plots read it) and training_curves.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    keys = sorted(history)
+    n = max((len(v) for v in history.values()), default=0)
+    with (out / "history.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", *keys])
+        for i in range(n):
+            writer.writerow([i, *(history[k][i] if i < len(history[k]) else "" for k in keys)])
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, EPOCH_KEYS, strict=True):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if f"{prefix}{key}" in history:
+                ax.plot(history[f"{prefix}{key}"], style, label=f"{prefix or 'train_'}{key}")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=100)
+    plt.close(fig)
+    return out
+
+
+def model_card(
+    labels: list[str],
+    params: TrainParams,
+    result: TrainResult,
+    dataset_version: str | None,
+    dvc_hashes: dict[str, str],
+    commit: str | None,
+    parity: dict[str, dict[str, float]],
+) -> str:
+    """A short model card (Mitchell et al. 2019 headings) in Markdown."""
+    rows = "\n".join(
+        f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['specificity']:.3f} | "
+        f"{m['f1']:.3f} | {int(m['support'])} |"
+        for lab, m in result.per_class.items()
+    )
+    flip = (
+        f"{result.test_flip_consistency:.3f}" if result.test_flip_consistency is not None else "-"
+    )
+    return f"""# Model card: facial-emotion classifier ({params.model})
+
+## Model details
+- Architecture: `{params.model}`; input float32 [N, {params.image_size}, {params.image_size}, 1]
+  raw grayscale pixels 0..255 (the model rescales); output softmax over {labels}.
+- Training: {result.epochs_run} epochs, batch {params.batch_size}, learning rate
+  {params.learning_rate} ({params.lr_schedule}), balance `{params.balance}`, precision
+  `{params.precision}`, seed {params.seed}. MLflow run `{result.run_id}`; git commit
+  `{commit or "unknown"}`.
+- Exports: TFLite float32 (`tflite/`, parity max |diff| {parity["float"]["max_abs_diff"]:.2e}),
+  dynamic-range quantised (`tflite_dynamic/`, parity max |diff|
+  {parity["dynamic"]["max_abs_diff"]:.2e}, top-1 agreement
+  {parity["dynamic"]["top1_agreement"]:.3f}).
+
+## Intended use
+Counting the emotions of faces per time window at venues, on the edge device, where only
+aggregate counts leave the device. Not for decisions about individuals.
+
+## Out-of-scope and prohibited uses
+Emotion recognition in workplaces and education is prohibited in the EU (AI Act Art.
+5(1)(f)); emotion data is sensitive under the GDPR. Do not use for hiring, grading,
+policing, surveillance of individuals, or any inference about a person's inner state.
+
+## Data
+Dataset version `{dataset_version or "unversioned"}` (hash of the split file); DVC outputs
+{", ".join(f"`{k}` md5 `{v}`" for k, v in dvc_hashes.items()) or "(not versioned by DVC)"}.
+Train {result.n_train}, validation {result.n_val} (early stopping and selection), test
+{result.n_test} images (split by content hash; never used for training or selection).
+
+## Evaluation (test split)
+Accuracy **{result.test_accuracy:.3f}**, macro-F1 **{result.test_macro_f1:.3f}**;
+flip consistency (a mirrored face keeps its predicted label) {flip}.
+
+| label | precision | recall | specificity | F1 | support |
+| --- | --- | --- | --- | --- | --- |
+{rows}
+
+## Limitations
+Trained on 48x48 grayscale face crops: faces in profile, occluded, very small or under
+unusual lighting are out of distribution. Expressions are posed or scraped from the web and
+do not equal felt emotions. Accuracy differs by label (see recall above); check it per
+demographic group on your own data before deployment.
+"""
+
+
+def _float32_twin(model: keras.Model, params: TrainParams, labels: list[str]) -> keras.Model:
+    """The same network in float32 (what is logged and exported after mixed-precision
+    training: TFLite and the edge expect float32 graphs)."""
+    from emotionops.training.models import build_from_params
+
+    if params.precision == "float32":
+        return model
+    with precision_policy("float32"):
+        twin = build_from_params(params, labels)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 # The stage ------------------------------------------------------------------------------
@@ -208,13 +358,17 @@ def train(
     experiment: str = "emotionops",
     dataset_version: str | None = None,
     model_name: str | None = None,
-    patience: int = 3,
+    patience: int | None = None,
+    dvc_hashes: dict[str, str] | None = None,
+    export_dir: Path | None = None,
+    progress: bool = True,
 ) -> TrainResult:
     """Train `params.model` on the split CSV and log everything to a new MLflow run.
 
     `model_name` is only recorded as a tag (the registry step registers the result); early
-    stopping watches val_loss with `patience` epochs when a val split exists.
-    """
+    stopping watches val_loss with `patience` (default params.patience) epochs when a val
+    split exists and restores the best weights. `export_dir` also receives model.keras,
+    model.tflite, labels.json and model_card.md (the DVC train stage's output)."""
     from emotionops.registry import RegistryError, ensure_reachable
 
     try:
@@ -226,142 +380,258 @@ def train(
     import mlflow
     from mlflow.models import infer_signature
 
-    from emotionops.training.data import make_datasets
-    from emotionops.training.export import export_tflite, tflite_parity
-    from emotionops.training.models import build_model
+    from emotionops.training.data import class_weights, make_datasets
+    from emotionops.training.export import export_tflite, parity_report
+    from emotionops.training.models import build_from_params
 
+    patience = patience or params.patience
+    dvc_hashes = dvc_hashes or {}
     keras.utils.set_random_seed(params.seed)
     data = make_datasets(
-        split_csv, faces_root, labels, params.image_size, params.batch_size, params.seed
+        split_csv,
+        faces_root,
+        labels,
+        params.image_size,
+        params.batch_size,
+        params.seed,
+        augment=params.augment,
+        balance=params.balance,
     )
     n_train, n_val, n_test = data.count("train"), data.count("val"), data.count("test")
     if n_test == 0:
         raise TrainingError(
             f"{split_csv}: the test split is empty; the registry gate needs test metrics"
         )
+    train_labels = data.arrays["train"].labels
+    if len(set(train_labels.tolist())) < 2:
+        raise TrainingError(f"{split_csv}: the train split holds fewer than two labels")
+    steps = data.steps_per_epoch or -(-(n_train - n_train % 2) // data.train_batch_size)
+    images_per_epoch = steps * data.train_batch_size if data.steps_per_epoch else n_train
 
-    model = build_model(params.model, params.image_size, len(labels), params.seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    with precision_policy(params.precision):
+        model = build_from_params(params, labels)
+        lr: Any = params.learning_rate
+        if params.lr_schedule == "cosine":
+            warm = params.warmup_epochs * steps
+            lr = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=params.learning_rate * (0.1 if warm else 1.0),
+                decay_steps=max(1, (params.epochs - params.warmup_epochs) * steps),
+                alpha=0.01,
+                warmup_target=params.learning_rate if warm else None,
+                warmup_steps=warm,
+            )
+        optimizer = (
+            keras.optimizers.AdamW(learning_rate=lr, weight_decay=params.weight_decay)
+            if params.weight_decay
+            else keras.optimizers.Adam(learning_rate=lr)
+        )
+        smoothing = params.label_smoothing
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+            if smoothing
+            else "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    train_ds, val_ds = data.train, data.val
+    if smoothing:  # the smoothed loss needs one-hot targets
+        n = len(labels)
+        train_ds = train_ds.map(lambda x, y: (x, _one_hot(y, n)))
+        val_ds = val_ds.map(lambda x, y: (x, _one_hot(y, n))) if val_ds is not None else None
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
+    commit = git_commit()
     with mlflow.start_run() as run:
         run_id = run.info.run_id
         mlflow.log_params(
             {
-                **params.model_dump(),
+                **flat_params(params),
                 "labels": json.dumps(list(labels)),
                 "n_classes": len(labels),
                 "train_batch_size_effective": data.train_batch_size,
+                "steps_per_epoch": steps,
                 "early_stopping_patience": patience if n_val else "off",
                 "n_train": n_train,
                 "n_val": n_val,
                 "n_test": n_test,
+                "model_parameters": model.count_params(),
             }
         )
         tags = {
             "dataset_version": dataset_version or "unversioned",
             "test_set_fingerprint": fingerprint_test_set(data),
             "emotionops.stage": "train",
+            **{f"dvc.{path}": md5 for path, md5 in dvc_hashes.items()},
         }
         if model_name:
             tags["model_name"] = model_name
-        if commit := git_commit():
+        if commit:
             tags["git_commit"] = commit
         mlflow.set_tags(tags)
 
-        callbacks: list[keras.callbacks.Callback] = [_epoch_logger()]
-        if data.val is not None:
+        callbacks, timing = _callbacks(
+            params.epochs, images_per_epoch, params.max_minutes, progress
+        )
+        if val_ds is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=patience, restore_best_weights=True
                 )
             )
+            if params.lr_schedule == "plateau":
+                callbacks.append(
+                    keras.callbacks.ReduceLROnPlateau(
+                        monitor="val_loss", factor=0.5, patience=max(1, patience // 2)
+                    )
+                )
+        fit_start = time.perf_counter()
         history = model.fit(
-            data.train,
-            validation_data=data.val,
+            train_ds,
+            validation_data=val_ds,
             epochs=params.epochs,
+            steps_per_epoch=data.steps_per_epoch,
             callbacks=callbacks,
+            class_weight=class_weights(train_labels, len(labels))
+            if params.balance == "class_weight"
+            else None,
             shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
-            verbose=2,
+            verbose=0,
         )
-        epochs_run = len(history.history["loss"])
+        train_seconds = time.perf_counter() - fit_start
+        hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        epochs_run = len(hist["loss"])
+        images_per_s = images_per_epoch * epochs_run / train_seconds if train_seconds else 0.0
+        if timing["stopped_by_budget"]:
+            log.warning("stopped after epoch %d: train.max_minutes reached", epochs_run)
 
+        final = _float32_twin(model, params, list(labels))
         val_accuracy: float | None = None
         if data.val is not None:
-            val_loss, val_accuracy = (
-                float(v) for v in model.evaluate(data.val, verbose=0, return_dict=False)
-            )
-            mlflow.log_metrics({"final_val_loss": val_loss, "final_val_accuracy": val_accuracy})
+            val = data.arrays["val"]
+            val_probs = np.asarray(final.predict(data.val, verbose=0))
+            val_accuracy = float(np.mean(val_probs.argmax(1) == val.labels))
+            mlflow.log_metric("final_val_accuracy", val_accuracy)
 
         test = data.arrays["test"]
-        probs = model.predict(data.test, verbose=0)
-        y_pred = probs.argmax(axis=1)
-        cm = confusion_matrix(test.labels, y_pred, len(labels))
-        per_class = per_class_metrics(cm, list(labels))
-        test_accuracy = float(np.trace(cm) / cm.sum())
-        macro_f1 = float(np.mean([m["f1"] for m in per_class.values()]))
+        evaluation = evaluate_probs(
+            lambda x: np.asarray(final.predict(x, batch_size=256, verbose=0)),
+            test.images,
+            test.labels,
+            list(labels),
+        )
         metrics = {
-            "test_accuracy": test_accuracy,
-            "test_macro_f1": macro_f1,
+            **evaluation.metrics("test_"),
             "epochs_run": float(epochs_run),
+            "train_seconds": train_seconds,
+            "train_images_per_s": images_per_s,
         }
-        for label, values in per_class.items():
-            for key, value in values.items():
-                metrics[f"test_{label}_{key}"] = value
+        if evaluation.predict_images_per_s:
+            metrics["predict_images_per_s"] = evaluation.predict_images_per_s
         mlflow.log_metrics(metrics)
 
         with tempfile.TemporaryDirectory(prefix="emotionops-train-") as tmp:
             tmp_path = Path(tmp)
-            _write_evaluation(tmp_path / "evaluation", cm, list(labels), per_class)
+            write_evaluation(tmp_path / "evaluation", evaluation)
             mlflow.log_artifacts(str(tmp_path / "evaluation"), EVALUATION_ARTIFACT_PATH)
+            write_history(hist, tmp_path / "curves")
+            mlflow.log_artifacts(str(tmp_path / "curves"), CURVES_ARTIFACT_PATH)
             split_copy = tmp_path / "data" / "split.csv"
             split_copy.parent.mkdir()
             shutil.copyfile(split_csv, split_copy)
             mlflow.log_artifact(str(split_copy), "data")
 
             x_example = test.images[:2].astype(np.float32)
-            signature = infer_signature(x_example, model.predict(x_example, verbose=0))
+            signature = infer_signature(x_example, final.predict(x_example, verbose=0))
             info = mlflow.tensorflow.log_model(
-                model,
+                final,
                 name="model",
                 signature=signature,
                 input_example=x_example,
                 pip_requirements=model_requirements(),
             )
 
+            sample = test.images[:PARITY_SAMPLE]
             tflite_dir = tmp_path / "tflite"
-            tflite_path = export_tflite(model, tflite_dir, list(labels), params.image_size)
-            parity = tflite_parity(model, tflite_path, test.images[:PARITY_SAMPLE])
+            tflite_path = export_tflite(final, tflite_dir, list(labels), params.image_size)
+            dynamic_dir = tmp_path / "tflite_dynamic"
+            dynamic_path = export_tflite(
+                final, dynamic_dir, list(labels), params.image_size, quantize="dynamic"
+            )
+            parity = {
+                "float": parity_report(final, tflite_path, sample),
+                "dynamic": parity_report(final, dynamic_path, sample),
+            }
+            parity["float"]["bytes"] = float(tflite_path.stat().st_size)
+            parity["dynamic"]["bytes"] = float(dynamic_path.stat().st_size)
             mlflow.log_artifacts(str(tflite_dir), TFLITE_ARTIFACT_PATH)
-        mlflow.set_tag("tflite_parity", f"{parity:.3g}")
-        mlflow.log_metric("tflite_parity_max_abs_diff", parity)
+            mlflow.log_artifacts(str(dynamic_dir), TFLITE_DYNAMIC_ARTIFACT_PATH)
+            mlflow.log_dict(parity, "parity.json")
+
+            result = TrainResult(
+                run_id=run_id,
+                model_uri=info.model_uri,
+                test_accuracy=evaluation.accuracy,
+                val_accuracy=val_accuracy,
+                n_train=n_train,
+                n_val=n_val,
+                n_test=n_test,
+                epochs_run=epochs_run,
+                per_class=evaluation.per_class,
+                tflite_parity=parity["float"]["max_abs_diff"],
+                test_macro_f1=evaluation.macro_f1,
+                dataset_version=dataset_version,
+                tflite_uri=f"runs:/{run_id}/{TFLITE_ARTIFACT_PATH}",
+                confusion=evaluation.confusion,
+                test_flip_consistency=evaluation.flip_consistency,
+                tflite_dynamic_parity=parity["dynamic"]["max_abs_diff"],
+                tflite_dynamic_agreement=parity["dynamic"]["top1_agreement"],
+                train_seconds=train_seconds,
+                train_images_per_s=images_per_s,
+                predict_images_per_s=evaluation.predict_images_per_s,
+                history=hist,
+            )
+            card = model_card(
+                list(labels), params, result, dataset_version, dvc_hashes, commit, parity
+            )
+            mlflow.log_text(card, "model_card.md")
+            if export_dir is not None:
+                _export(export_dir, final, tflite_dir, card)
+        mlflow.set_tag("tflite_parity", f"{result.tflite_parity:.3g}")
+        mlflow.log_metrics(
+            {
+                "tflite_parity_max_abs_diff": result.tflite_parity,
+                "tflite_dynamic_parity_max_abs_diff": parity["dynamic"]["max_abs_diff"],
+                "tflite_dynamic_top1_agreement": parity["dynamic"]["top1_agreement"],
+            }
+        )
         log.info(
             "run %s: test_accuracy=%.3f macro_f1=%.3f epochs=%d tflite_parity=%.2g",
             run_id,
-            test_accuracy,
-            macro_f1,
+            result.test_accuracy,
+            result.test_macro_f1,
             epochs_run,
-            parity,
+            result.tflite_parity,
         )
+    return result
 
-    return TrainResult(
-        run_id=run_id,
-        model_uri=info.model_uri,
-        test_accuracy=test_accuracy,
-        val_accuracy=val_accuracy,
-        n_train=n_train,
-        n_val=n_val,
-        n_test=n_test,
-        epochs_run=epochs_run,
-        per_class=per_class,
-        tflite_parity=parity,
-        test_macro_f1=macro_f1,
-        dataset_version=dataset_version,
-        tflite_uri=f"runs:/{run_id}/{TFLITE_ARTIFACT_PATH}",
-        confusion=cm.tolist(),
-    )
+
+def _one_hot(y: Any, n: int) -> Any:
+    import tensorflow as tf
+
+    return tf.one_hot(y, n)
+
+
+def _export(out: Path, model: keras.Model, tflite_dir: Path, card: str) -> None:
+    """model.keras + model.tflite + labels.json + model_card.md, replacing `out` as a whole
+    (a DVC output must not keep files from an earlier run)."""
+    out = Path(out)
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save(staging / "model.keras")
+    for name in ("model.tflite", "labels.json"):
+        shutil.copyfile(tflite_dir / name, staging / name)
+    (staging / "model_card.md").write_text(card, encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    staging.replace(out)
