@@ -34,15 +34,22 @@ $(AIRFLOW_VENV)/.installed: requirements/airflow.lock | uv
 	@touch $@
 
 .PHONY: system-packages
-system-packages: ## Install Debian's chromium + chromium-driver when missing
+system-packages: ## Install Debian's chromium + chromium-driver and postgresql when missing
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "installing chromium and chromium-driver (Debian packages)"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null \
 	  || { echo "could not install chromium: run 'sudo apt-get install chromium chromium-driver'"; exit 1; }; \
 	fi
+	@# PostgreSQL server binaries: the warehouse tests start a throw-away server from them.
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing postgresql (Debian package)"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
+	  || { echo "could not install postgresql: run 'sudo apt-get install postgresql'"; exit 1; }; \
+	fi
 
-setup: $(VENV)/.installed $(AIRFLOW_VENV)/.installed system-packages ## Create .venv and .venv-airflow from the lock files, install chromium (idempotent)
+setup: $(VENV)/.installed $(AIRFLOW_VENV)/.installed system-packages ## Create .venv and .venv-airflow from the lock files, install chromium and postgresql (idempotent)
 
 lock: | uv ## Re-resolve the lock files from requirements/*.in
 	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in -o requirements/ml.lock
@@ -72,8 +79,9 @@ test-unit: setup ## Fast unit tests only
 mlflow-ui: $(VENV)/.installed ## Serve the demo's MLflow store in the MLflow UI (PORT=5000)
 	$(VENV)/bin/emotionops mlflow-server --port $(PORT)
 
-bench: setup ## Run the benchmarks (print tables of ratios)
-	@for b in bench/*.py; do [ -e "$$b" ] || { echo "no benchmarks yet"; break; }; echo "== $$b"; $(PY) $$b || exit 1; done
+bench: setup ## Run the benchmarks and print their tables (QUICK=1 for a short smoke run)
+	@for b in bench/[!_]*.py; do [ -e "$$b" ] || { echo "no benchmarks yet"; break; }; \
+	  echo "== $$b"; $(PY) $$b $(if $(QUICK),--quick) || exit 1; done
 
 clean-data: ## Remove the local data folder, DVC remote and Airflow home (asks first)
 	@read -p "delete data/, dvc-remote/ and airflow-home/? [y/N] " ok && [ "$$ok" = y ] && rm -rf data dvc-remote airflow-home

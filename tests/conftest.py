@@ -29,3 +29,17 @@ def real_data() -> Path:
     if not (REAL_DATA / "fer2013").is_dir():
         pytest.skip(f"real face data not found at {REAL_DATA} (set EMOTIONOPS_REAL_DATA)")
     return REAL_DATA.resolve()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A real PostgreSQL server (Debian's package) on a free port; a `_postgres.LocalPostgres`.
+
+    Skips only when the binaries are absent (`make setup` installs them)."""
+    from _postgres import LocalPostgres, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL binaries not found in /usr/lib/postgresql (run `make setup`)")
+    with LocalPostgres(bin_dir) as server:
+        yield server

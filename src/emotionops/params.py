@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,8 +25,65 @@ class _Section(BaseModel):
 class ScrapeParams(_Section):
     engine: str = "local"
     per_label: int = Field(40, ge=1, le=10_000)
+    per_query: int | None = Field(None, ge=1, le=10_000, description="None: only per_label caps")
+    max_per_run: int | None = Field(None, ge=1, le=1_000_000, description="None: no run cap")
+    delay_s: float | None = Field(None, ge=0, le=60, description="None: the engine's own delay")
     timeout_s: float = Field(20, gt=0, le=300)
     queries: dict[str, list[str]] = Field(default_factory=dict)
+    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("engines")
+    @classmethod
+    def _engines_valid(cls, engines: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from emotionops.scrape.engines import EngineError, load_engines
+
+        try:
+            load_engines(engines)
+        except EngineError as exc:
+            raise ValueError(str(exc)) from None
+        return engines
+
+    @model_validator(mode="after")
+    def _engine_known(self) -> ScrapeParams:
+        from emotionops.scrape.engines import EngineError, get_engine
+
+        try:
+            get_engine(self.engine, self.engines)
+        except EngineError as exc:
+            raise ValueError(f"scrape.engine: {exc}") from None
+        return self
+
+
+def _default_domains() -> list[str]:
+    from emotionops.urls import DEFAULT_DENYLIST_DOMAINS
+
+    return list(DEFAULT_DENYLIST_DOMAINS)
+
+
+def _default_path_patterns() -> list[str]:
+    from emotionops.urls import DEFAULT_DENYLIST_PATH_PATTERNS
+
+    return list(DEFAULT_DENYLIST_PATH_PATTERNS)
+
+
+class UrlsParams(_Section):
+    denylist_domains: list[str] = Field(default_factory=_default_domains)
+    denylist_path_patterns: list[str] = Field(default_factory=_default_path_patterns)
+
+    @field_validator("denylist_domains", "denylist_path_patterns")
+    @classmethod
+    def _rules_compile(cls, rules: list[str], info) -> list[str]:
+        """A bad entry fails when params.yaml is loaded, naming the key, not mid-run."""
+        from emotionops.urls import UrlRuleError, compile_domain_rules, compile_path_rules
+
+        compile_rules = (
+            compile_domain_rules if info.field_name == "denylist_domains" else compile_path_rules
+        )
+        try:
+            compile_rules(rules)
+        except UrlRuleError as exc:
+            raise ValueError(str(exc)) from None
+        return rules
 
 
 class StandinParams(_Section):
@@ -35,19 +93,57 @@ class StandinParams(_Section):
 
 
 class DownloadParams(_Section):
-    workers: int = Field(8, ge=1, le=256)
-    per_host: int = Field(4, ge=1, le=64)
-    timeout_s: float = Field(10, gt=0, le=300)
-    max_bytes: int = Field(10_000_000, ge=1_000)
-    max_pixels: int = Field(40_000_000, ge=1_000)
-    retries: int = Field(2, ge=0, le=10)
+    """Caps and concurrency of the safe downloader (see emotionops.download)."""
+
+    workers: int = Field(16, ge=1, le=256, description="concurrent downloads overall")
+    per_host: int = Field(12, ge=1, le=64, description="concurrent downloads per host name")
+    connect_timeout_s: float = Field(5, gt=0, le=120, description="TCP connect timeout")
+    timeout_s: float = Field(10, gt=0, le=300, description="silence allowed between two reads")
+    max_seconds: float = Field(
+        60, gt=0, le=3_600, description="wall-time budget for one URL: hops, retries, trickling"
+    )
+    max_bytes: int = Field(10_000_000, ge=1_000, description="declared or streamed body cap")
+    max_pixels: int = Field(40_000_000, ge=1_000, description="width*height cap, from the header")
+    retries: int = Field(2, ge=0, le=10, description="extra attempts, transient errors only")
+    retry_base_s: float = Field(0.5, ge=0, le=60, description="first backoff; doubles per try")
+    retry_max_s: float = Field(30, ge=0, le=600, description="cap on a backoff or Retry-After")
 
 
 class ImagesParams(_Section):
     min_side: int = Field(32, ge=8)
+    max_aspect: float = Field(3.0, ge=1)
     face_size: int = Field(48, ge=16, le=512)
     face_margin: float = Field(0.15, ge=0, le=1)
     min_face_side: int = Field(24, ge=8)
+    detector: str = "haar_default"
+    detector_model: str = ""
+    detect_max_side: int = Field(640, ge=64)
+    align: bool = False
+    near_dup_distance: int = Field(6, ge=0, le=32)
+    near_dup_dhash_distance: int = Field(6, ge=0, le=64)
+    min_brightness: float = Field(30, ge=0, le=255)
+    max_brightness: float = Field(235, ge=0, le=255)
+    min_contrast: float = Field(12, ge=0)
+    min_entropy: float = Field(3.0, ge=0, le=8)
+    max_drawing_score: float = Field(0.5, ge=-1, le=1)
+    min_sharpness: float = Field(100, ge=0)
+    sharpness_size: int = Field(64, ge=16, le=512)
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        known = ("haar_default", "haar_alt", "haar_alt2", "yunet")
+        if value not in known:
+            raise ValueError(f"images.detector must be one of {list(known)}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _brightness_range(self) -> ImagesParams:
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError("images.min_brightness must be < images.max_brightness")
+        if self.detector == "yunet" and not self.detector_model:
+            raise ValueError("images.detector yunet needs images.detector_model (an .onnx path)")
+        return self
 
 
 class SplitParams(_Section):
@@ -62,12 +158,133 @@ class SplitParams(_Section):
         return self
 
 
+class ValidationParams(_Section):
+    """Bounds of the Great Expectations suites (emotionops.validation). Image quality bounds
+    are not repeated here: the image suite checks accepted rows against `images:` itself."""
+
+    min_rows_per_label: int = Field(5, ge=0, description="cleaned URLs per label in a run")
+    max_rows_per_label: int | None = Field(
+        None, ge=1, description="None: scrape.per_label (more means the scraper's cap broke)"
+    )
+    min_images_per_label: int = Field(4, ge=0, description="accepted faces per label, all splits")
+    min_images_per_split: int = Field(1, ge=0, description="faces per split, all labels")
+    min_images_per_label_split: int = Field(0, ge=0, description="faces per label in each split")
+    max_class_imbalance: float = Field(
+        3.0, ge=1, description="largest label / smallest label (accepted faces in the split)"
+    )
+    examples: int = Field(3, ge=1, le=20, description="unexpected values quoted per failure")
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ValidationParams:
+        if (
+            self.max_rows_per_label is not None
+            and self.max_rows_per_label < self.min_rows_per_label
+        ):
+            raise ValueError("validation.max_rows_per_label must be >= min_rows_per_label")
+        return self
+
+
+class DatasetSource(_Section):
+    """One labelled dataset that `emotionops import` (no arguments) brings in."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="short id, e.g. fer2013")
+    path: str = Field(
+        min_length=1,
+        description="class folders, a split layout (train/, test/ of class folders) or a FER2013 "
+        "CSV; relative to the project, $VARS expanded (e.g. ${EMOTIONOPS_REAL_DATA}/fer2013)",
+    )
+    split: str = Field(
+        "auto",
+        description="auto (the layout's own train/test, else by hash) | hash | train | val | "
+        "test | trainval (train/val by hash, never test)",
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, value: str) -> str:
+        if value not in SOURCE_SPLITS:
+            raise ValueError(f"must be one of {list(SOURCE_SPLITS)}, got {value!r}")
+        return value
+
+
+SOURCE_SPLITS = ("auto", "hash", "train", "val", "test", "trainval")
+
+
+class DatasetParams(_Section):
+    """Imported datasets and how their classes map onto `labels` (emotionops.importers)."""
+
+    label_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="source class -> label, applied first (e.g. {surprised: surprise})",
+    )
+    ignore: list[str] = Field(
+        default_factory=lambda: ["angry", "disgust", "fear", "contempt"],
+        description="source classes left out when they are not in `labels`; any other class "
+        "outside the label set is an error",
+    )
+    min_std: float = Field(
+        2.0, ge=0, le=128, description="imported faces flatter than this (std of pixels) are blank"
+    )
+    sources: list[DatasetSource] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DatasetParams:
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset.sources names must be unique, got {names}")
+        return self
+
+
+class AugmentParams(_Section):
+    """Training-time augmentation (0 turns a transform off). A mirrored face keeps its emotion;
+    the rest stay small so a face stays centred and recognisable."""
+
+    flip: bool = True
+    rotation: float = Field(0.04, ge=0, le=0.5, description="fraction of a full turn (0.04=14 deg)")
+    shift: float = Field(0.08, ge=0, le=0.5, description="fraction of the image side")
+    zoom: float = Field(0.1, ge=0, le=0.5, description="+- fraction")
+    brightness: float = Field(0.15, ge=0, le=1, description="+- fraction of the 0..255 range")
+    contrast: float = Field(0.2, ge=0, le=1, description="+- factor")
+
+
+MODEL_NAMES = ("small_cnn", "mobilenet_v2", "resnet50", "pretrained")
+
+
 class TrainParams(_Section):
     model: str = "small_cnn"
-    image_size: int = Field(48, ge=16, le=512)
+    image_size: int = Field(48, ge=16, le=512, description="side of the stored face crops fed in")
+    width: float = Field(1.0, gt=0, le=8, description="small_cnn channel multiplier")
+    dropout: float = Field(0.3, ge=0, lt=1)
+    backbone_size: int = Field(
+        96, ge=32, le=512, description="side the pretrained backbones see (resized in the model)"
+    )
+    weights: str = Field(
+        "imagenet", description="backbones: imagenet | none | <local weights file>"
+    )
+    weights_fallback: bool = Field(
+        False, description="imagenet weights unavailable (offline): warn and start from random"
+    )
+    init_from: str = Field(
+        "", description="model pretrained: a FER model file (.keras/.h5) to fine-tune from"
+    )
+    init_labels: list[str] = Field(
+        default_factory=lambda: list(FER2013_LABELS), description="that model's output classes"
+    )
+    init_input: str = Field(
+        "symmetric", description="pixels that model expects: unit (x/255) | symmetric (-1..1)"
+    )
     epochs: int = Field(8, ge=1, le=1_000)
     batch_size: int = Field(32, ge=2, le=4_096)
     learning_rate: float = Field(0.002, gt=0, lt=1)
+    lr_schedule: str = Field("cosine", description="constant | cosine | plateau")
+    warmup_epochs: int = Field(0, ge=0, le=100)
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW decoupled weight decay")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    patience: int = Field(5, ge=1, le=1_000, description="early stopping on val_loss")
+    balance: str = Field("class_weight", description="none | class_weight | sample")
+    augment: AugmentParams = AugmentParams()
+    precision: str = Field("float32", description="float32 | mixed_bfloat16")
+    max_minutes: float | None = Field(None, gt=0, description="stop after the epoch past this")
     seed: int = 42
 
     @field_validator("batch_size")
@@ -77,6 +294,31 @@ class TrainParams(_Section):
         if value % 2:
             raise ValueError("train.batch_size must be even (see PLATFORM-NOTES: odd-batch crash)")
         return value
+
+    @model_validator(mode="after")
+    def _choices(self) -> TrainParams:
+        choices = {
+            "model": MODEL_NAMES,
+            "lr_schedule": ("constant", "cosine", "plateau"),
+            "balance": ("none", "class_weight", "sample"),
+            "precision": ("float32", "mixed_bfloat16"),
+            "init_input": ("unit", "symmetric"),
+        }
+        for key, known in choices.items():
+            if getattr(self, key) not in known:
+                raise ValueError(
+                    f"train.{key} must be one of {list(known)}, got {getattr(self, key)!r}"
+                )
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError("train.warmup_epochs must be < train.epochs")
+        if (self.model == "pretrained") != bool(self.init_from):
+            raise ValueError("train.model pretrained and train.init_from go together (a file)")
+        return self
+
+
+class EvaluateParams(_Section):
+    predict_batch: int = Field(256, ge=1, le=8_192, description="images per forward pass")
+    flip_check: bool = Field(True, description="behavioural test: a mirrored face keeps its label")
 
 
 class EdgeParams(_Section):
@@ -94,11 +336,15 @@ class EdgeParams(_Section):
 class Params(_Section):
     labels: list[str] = Field(default_factory=lambda: list(DEFAULT_LABELS))
     scrape: ScrapeParams = ScrapeParams()
+    urls: UrlsParams = UrlsParams()
     standin: StandinParams = StandinParams()
     download: DownloadParams = DownloadParams()
     images: ImagesParams = ImagesParams()
     split: SplitParams = SplitParams()
+    validation: ValidationParams = ValidationParams()
+    dataset: DatasetParams = DatasetParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
     edge: EdgeParams = EdgeParams()
 
     @field_validator("labels")
@@ -118,6 +364,24 @@ class Params(_Section):
         unknown = sorted(set(self.scrape.queries) - set(self.labels))
         if unknown:
             raise ValueError(f"scrape.queries has labels not in 'labels': {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _label_mapping_targets(self) -> Params:
+        known = set(self.labels) | set(self.dataset.ignore)
+        bad = {k: v for k, v in self.dataset.label_map.items() if v not in known}
+        if bad:
+            raise ValueError(
+                f"dataset.label_map maps to classes that are neither in 'labels' nor in "
+                f"dataset.ignore: {bad}"
+            )
+        if self.train.model == "pretrained":
+            missing = [lab for lab in self.labels if lab not in self.train.init_labels]
+            if missing:
+                raise ValueError(
+                    f"labels {missing} are not outputs of the pretrained model "
+                    f"(train.init_labels {self.train.init_labels})"
+                )
         return self
 
     def queries_for(self, label: str) -> list[str]:

@@ -29,11 +29,15 @@ class DataPaths:
     def standin(self) -> Path:
         return self.root / "standin"
 
+    def manifest_dir(self, run_date: str) -> Path:
+        """One folder per logical run date (Hive-style `run_date=YYYY-MM-DD` partition)."""
+        return self.root / "manifests" / f"run_date={run_date}"
+
     def manifest(self, run_date: str) -> Path:
-        return self.root / "manifests" / f"urls_{run_date}.csv"
+        return self.manifest_dir(run_date) / "urls.csv"
 
     def url_rejects(self, run_date: str) -> Path:
-        return self.root / "manifests" / f"rejected_{run_date}.csv"
+        return self.manifest_dir(run_date) / "rejected.csv"
 
     @property
     def downloads_dir(self) -> Path:
@@ -47,6 +51,11 @@ class DataPaths:
         return self.root / "raw"
 
     @property
+    def imports(self) -> Path:
+        """One manifest per imported dataset (emotionops.importers); files live in raw/."""
+        return self.root / "imports"
+
+    @property
     def faces(self) -> Path:
         return self.root / "faces"
 
@@ -57,6 +66,21 @@ class DataPaths:
     @property
     def split_csv(self) -> Path:
         return self.root / "split.csv"
+
+    @property
+    def dataset_stats(self) -> Path:
+        """Images per label and split: DVC metrics of the split stage."""
+        return self.root / "dataset_stats.json"
+
+    @property
+    def model_dir(self) -> Path:
+        """The DVC train stage's model (Keras + TFLite + labels.json)."""
+        return self.root / "model"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """DVC metrics and plots of the train and evaluate stages."""
+        return self.root / "metrics"
 
     @property
     def edge_cache(self) -> Path:
@@ -73,40 +97,53 @@ def today() -> str:
 
 
 def _warehouse(settings: Settings):
-    from emotionops.warehouse import connect, init_schema
+    from emotionops.warehouse import open_warehouse
 
-    engine = connect(settings.resolved_warehouse_url())
-    init_schema(engine)
-    return engine
+    return open_warehouse(settings)  # connected (bounded) and migrated to the latest schema
 
 
 # Stages ---------------------------------------------------------------------------------
 
 
-def stage_scrape(settings: Settings, params: Params, run_date: str, search_url: str) -> Path:
-    """Scrape full-size image URLs per label into the run's manifest."""
+def stage_scrape(
+    settings: Settings,
+    params: Params,
+    run_date: str,
+    search_url: str | None,
+    progress: bool = True,
+) -> Path:
+    """Scrape full-size image URLs per label into the run's manifest (resumable, capped)."""
     from emotionops.scrape.driver import scrape
 
     paths = DataPaths(settings.data_path)
     queries = {label: params.queries_for(label) for label in params.labels}
     out = paths.manifest(run_date)
+    knobs = params.scrape
     scrape(
         queries,
-        params.scrape.engine,
+        knobs.engine,
         search_url,
-        params.scrape.per_label,
+        knobs.per_label,
         run_date,
         out,
         settings.chromium_binary,
         settings.chromedriver,
-        timeout_s=params.scrape.timeout_s,
+        timeout_s=knobs.timeout_s,
+        progress=progress,
+        per_query=knobs.per_query,
+        max_per_run=knobs.max_per_run,
+        delay_s=knobs.delay_s,
+        engines=knobs.engines,
     )
     return out
 
 
 def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[int, int]:
-    """Clean the run's URLs (normalise, dedupe, reasons) and upsert them; returns (kept, rejected)."""
+    """Clean the run's URLs (normalise, denylist, dedupe; a reason per rejection), validate
+    the kept rows (GX; a failed suite raises ValidationFailed and loads nothing) and upsert
+    them; returns (kept, rejected)."""
     from emotionops.urls import clean_manifest
+    from emotionops.validation import require, validate_urls
     from emotionops.warehouse import load_urls
 
     paths = DataPaths(settings.data_path)
@@ -115,8 +152,10 @@ def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[
         raise EmotionOpsError(
             f"no URL manifest for {run_date} at {paths.manifest(run_date)}: run `emotionops scrape` first"
         )
-    kept, rejected = clean_manifest(rows)
+    kept, rejected = clean_manifest(rows, params.urls)
     write_records(rejected, paths.url_rejects(run_date))
+    # A failed suite raises here: nothing of this batch reaches the warehouse.
+    require([validate_urls(kept, params, settings, run_date)], f"URL manifest {run_date}")
     load_urls(
         _warehouse(settings),
         [
@@ -137,119 +176,236 @@ def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[
     return len(kept), len(rejected)
 
 
+def _stored_file(paths: DataPaths, record: dict[str, str]) -> bool:
+    return bool(record.get("path")) and (paths.root / record["path"]).is_file()
+
+
 def stage_download(
     settings: Settings, params: Params, run_date: str, progress: bool = True
 ) -> Counter:
-    """Download the run's cleaned URLs into content-addressed files; returns outcome counts."""
-    from emotionops.download import Downloader, record_dicts
+    """Download the run's cleaned URLs into content-addressed files; returns outcome counts.
+
+    A re-run fetches nothing twice: a URL whose file is already stored (from this run date or
+    an earlier one) is reused, and a URL refused in this run date (final: 404, not an image,
+    SSRF...) is not asked again. Only `failed` (transient) outcomes are tried again. Delete the
+    run's downloads CSV to force a full retry (e.g. after raising a cap).
+    """
+    from emotionops.download import RECORD_FIELDS, Downloader, record_dicts, set_pillow_pixel_limit
     from emotionops.progress import progress_bar
     from emotionops.urls import clean_manifest
 
     paths = DataPaths(settings.data_path)
-    kept, _ = clean_manifest(read_records(paths.manifest(run_date)))
+    kept, _ = clean_manifest(read_records(paths.manifest(run_date)), params.urls)
     if not kept:
         raise EmotionOpsError(f"no URLs to download for {run_date}: run `emotionops scrape` first")
-    # Reuse earlier outcomes for URLs already fetched successfully (a retry fetches nothing twice).
-    previous = {
-        r["url_sha256"]: r
-        for r in read_records(paths.downloads(run_date))
-        if r.get("status") == "ok" and (paths.root / r.get("path", "")).is_file()
-    }
-    todo = [r for r in kept if r["url_sha256"] not in previous]
+    this_run = {r["url_sha256"]: r for r in read_records(paths.downloads(run_date))}
+    stored: dict[str, dict[str, str]] = {}  # url_sha256 -> an ok record whose file exists
+    for f in sorted(paths.downloads_dir.glob("downloads_*.csv")):
+        for r in read_records(f):
+            if r.get("status") == "ok" and _stored_file(paths, r):
+                stored.setdefault(r["url_sha256"], r)
+    reused: dict[str, dict[str, object]] = {}
+    for row in kept:
+        key = row["url_sha256"]
+        earlier = this_run.get(key) or {}
+        final = earlier.get("status") == "rejected"
+        if final or (earlier.get("status") == "ok" and _stored_file(paths, earlier)):
+            reused[key] = dict(earlier)
+        elif key in stored:  # fetched on an earlier run date: the file is already stored
+            old = stored[key]
+            reused[key] = {
+                **old,
+                "label": row["label"],
+                "url": row["image_url"],
+                "run_date": run_date,
+                "attempts": 0,
+                "reason": f"reused from run {old.get('run_date', '')}",
+            }
+    todo = [r for r in kept if r["url_sha256"] not in reused]
+    set_pillow_pixel_limit(params.download.max_pixels)
     allow = list(settings.download_allow_hosts)
-    downloader = Downloader(paths.raw, params.download, allow_hosts=allow)
-    try:
-        with progress_bar("download", total=len(todo), enabled=progress) as advance:
-            records = downloader.fetch_all(todo, run_date, on_done=lambda _r: advance())
-    finally:
-        downloader.close()
-    fresh = record_dicts(records)
-    for row in fresh:  # paths relative to the data folder: records stay valid in any clone
+    with (
+        Downloader(paths.raw, params.download, allow_hosts=allow) as downloader,
+        progress_bar("download", total=len(todo), enabled=progress) as advance,
+    ):
+        records = downloader.fetch_all(todo, run_date, on_done=lambda _r: advance())
+    fresh = {}
+    for row in record_dicts(records):  # paths relative to the data folder: valid in any clone
         if row["path"]:
             row["path"] = Path(row["path"]).relative_to(paths.root).as_posix()
-    rows = list(previous.values()) + fresh
+        fresh[row["url_sha256"]] = row
+    rows = [
+        {
+            k: (reused.get(r["url_sha256"]) or fresh[r["url_sha256"]]).get(k, "")
+            for k in RECORD_FIELDS
+        }
+        for r in kept
+    ]
     write_records(rows, paths.downloads(run_date))
     return Counter(r["status"] for r in rows)
 
 
 def stage_clean(settings: Settings, params: Params) -> Counter:
-    """Check every downloaded image (all run dates) and write face crops + images.csv."""
+    """Check every downloaded image (all run dates) and every imported dataset, and write
+    face crops + images.csv.
+
+    Download files are read in date order and rows in file order, then import manifests in
+    name order: the first image seen wins a duplicate, so the outcome is stable when later
+    runs add data. Imported images are face crops already (emotionops.importers)."""
     import shutil
 
+    from emotionops.faces import make_detector
     from emotionops.images import clean_images
+    from emotionops.importers import clean_imports, import_manifests
 
     paths = DataPaths(settings.data_path)
+    # Build the detector first: a bad detector setting fails before any output is removed.
+    ip = params.images
+    detector = make_detector(ip.detector, ip.min_face_side, ip.detector_model)
     downloads = [
         {**r, "path": str(paths.root / r["path"])}
         for f in sorted(paths.downloads_dir.glob("downloads_*.csv"))
         for r in read_records(f)
     ]
-    if not downloads:
+    if not downloads and not import_manifests(paths.root):
         raise EmotionOpsError(
-            f"no download records in {paths.downloads_dir}: run `emotionops download` first"
+            f"no download records in {paths.downloads_dir} and no imported datasets in "
+            f"{paths.imports}: run `emotionops download` or `emotionops import` first"
         )
     if paths.faces.exists():
         shutil.rmtree(paths.faces)  # rebuilt from the content-addressed raw files
-    records = clean_images(downloads, paths.faces, params.images, params.labels)
+    records = clean_images(downloads, paths.faces, ip, params.labels, detector)
+    imported = clean_imports(
+        paths.root, paths.faces, params.labels, params.dataset, ip.face_size, earlier=records
+    )
+    records += imported.records
     write_records(records, paths.images_csv)
-    return Counter(r.status for r in records)
+    counts = Counter(r.status for r in records)
+    if imported.ignored:
+        counts["ignored (dataset.ignore)"] = imported.ignored
+    return counts
 
 
 def stage_split(settings: Settings, params: Params) -> str:
-    """Write the deterministic split file; returns the dataset version id."""
-    from emotionops.dataset import build_split, write_split
+    """Write the deterministic split file and its statistics; returns the dataset version id."""
+    from emotionops.dataset import build_split, stats_summary, write_split, write_stats
+    from emotionops.importers import split_hints
 
     paths = DataPaths(settings.data_path)
-    rows = build_split(read_records(paths.images_csv), params.split, params.labels)
-    return write_split(rows, paths.split_csv)
+    near_dup = (params.images.near_dup_distance, params.images.near_dup_dhash_distance)
+    rows = build_split(
+        read_records(paths.images_csv),
+        params.split,
+        params.labels,
+        near_dup,
+        hints=split_hints(paths.root),
+    )
+    version = write_split(rows, paths.split_csv)
+    write_stats(stats_summary(rows, params.labels), paths.dataset_stats)
+    return version
 
 
 def stage_version_data(settings: Settings) -> tuple[str, str]:
     """`dvc repro` the clean and split stages and push to the remote; returns (version, report)."""
     from emotionops import dataset
 
+    paths = DataPaths(settings.data_path)
     project = settings.project_dir.resolve()
-    dataset.ensure_dvc_project(project, settings.dvc_remote_url, project / "dvc-remote")
+    dataset.ensure_dvc_project(
+        project,
+        settings.dvc_remote_url,
+        project / "dvc-remote",
+        endpoint_url=settings.dvc_remote_endpoint_url,
+    )
+    for dep in (paths.downloads_dir, paths.raw, paths.imports):
+        dep.mkdir(parents=True, exist_ok=True)  # dvc.yaml deps: scraped, imported or both
     report = dataset.reproduce(project, "split")
     report += dataset.push(project)
-    return dataset.dataset_version_id(DataPaths(settings.data_path).split_csv), report
+    return dataset.dataset_version_id(paths.split_csv), report
+
+
+VALIDATIONS = ("urls", "images", "split", "data")
+
+
+def stage_validate(settings: Settings, params: Params, what: str, run_date: str) -> list:
+    """Run the Great Expectations suites on a stage's input and return the reports (Data
+    Docs updated); does not raise on failed expectations: callers decide (`require`).
+
+    urls: the run's manifest as cleaned for loading; images: images.csv; split: split.csv
+    (with images.csv); data: images and split, what `warehouse load-images` checks."""
+    from emotionops import validation
+
+    if what not in VALIDATIONS:
+        raise EmotionOpsError(f"nothing called {what!r} to validate: one of {list(VALIDATIONS)}")
+    paths = DataPaths(settings.data_path)
+    if what == "urls":
+        from emotionops.urls import clean_manifest
+
+        if not paths.manifest(run_date).is_file():
+            raise EmotionOpsError(
+                f"no URL manifest for {run_date} at {paths.manifest(run_date)}: run `emotionops scrape` first"
+            )
+        kept, _ = clean_manifest(read_records(paths.manifest(run_date)), params.urls)
+        return [validation.validate_urls(kept, params, settings, run_date)]
+    for need in (paths.images_csv, *((paths.split_csv,) if what != "images" else ())):
+        if not need.is_file():
+            raise EmotionOpsError(f"no {need.name} at {need}: run `emotionops version-data` first")
+    images = read_records(paths.images_csv)
+    reports = []
+    if what in ("images", "data"):
+        reports.append(validation.validate_images(images, params, settings, run_date))
+    if what in ("split", "data"):
+        split_rows = read_records(paths.split_csv)
+        reports.append(validation.validate_split(split_rows, images, params, settings, run_date))
+    return reports
 
 
 def stage_load_images(settings: Settings, params: Params, run_date: str) -> dict[str, int]:
-    """Upsert image metadata and the dataset version into the warehouse."""
+    """Validate images.csv and split.csv (GX), then upsert the image metadata and the dataset
+    version into the warehouse; a failed suite raises ValidationFailed and loads nothing."""
     from emotionops.dataset import dataset_version_id, stats
-    from emotionops.warehouse import load_dataset_version, load_images
+    from emotionops.validation import require
+    from emotionops.warehouse import load_images
 
     paths = DataPaths(settings.data_path)
+    require(stage_validate(settings, params, "data", run_date), "images.csv + split.csv")
     engine = _warehouse(settings)
     rows = read_records(paths.images_csv)
     for row in rows:
         for key in ("width", "height", "n_faces"):
             row[key] = int(row[key]) if row.get(key) else None
-    n_images = load_images(engine, rows)
     split_rows = read_records(paths.split_csv)
     st = stats(split_rows)
-    load_dataset_version(
-        engine,
-        {
-            "version_id": dataset_version_id(paths.split_csv),
-            "labels": ",".join(params.labels),
-            "n_images": st.total,
-            "n_train": st.count("train"),
-            "n_val": st.count("val"),
-            "n_test": st.count("test"),
-            "run_date": run_date,
-        },
-    )
+    dataset_row = {
+        "version_id": dataset_version_id(paths.split_csv),
+        "labels": ",".join(params.labels),
+        "n_images": st.total,
+        "n_train": st.count("train"),
+        "n_val": st.count("val"),
+        "n_test": st.count("test"),
+        "run_date": run_date,
+    }
+    # One transaction: the images and the dataset version built from them land together.
+    n_images = load_images(engine, rows, labels=params.labels, dataset=dataset_row)
     return {"images": n_images, "dataset_images": st.total}
 
 
-def stage_train(settings: Settings, params: Params, tracking_uri: str, run_date: str):
-    """Train on the current split, log to MLflow, register and gate; returns (result, promotion)."""
-    from emotionops.dataset import dataset_version_id
+def stage_train(
+    settings: Settings,
+    params: Params,
+    tracking_uri: str,
+    run_date: str,
+    register: bool = True,
+    export: bool = False,
+):
+    """Train on the current split, log to MLflow, register and gate; returns (result,
+    promotion); promotion is None with `register=False` (DVC experiments never move the
+    champion). `export` also writes data/model/ and data/metrics/train*.{json,csv} (the
+    DVC train stage's outputs and metrics)."""
+    from emotionops.dataset import dataset_version_id, dvc_output_hashes
     from emotionops.registry import register_and_promote
-    from emotionops.training.train import train
-    from emotionops.warehouse import load_training_run
+    from emotionops.training.train import train, write_history
+    from emotionops.warehouse import load_run
 
     paths = DataPaths(settings.data_path)
     if not paths.split_csv.is_file():
@@ -265,22 +421,93 @@ def stage_train(settings: Settings, params: Params, tracking_uri: str, run_date:
         tracking_uri,
         dataset_version=version,
         model_name=settings.model_name,
+        dvc_hashes=dvc_output_hashes(settings.project_dir),
+        export_dir=paths.model_dir if export else None,
     )
-    promotion = register_and_promote(tracking_uri, settings.model_name, result)
-    load_training_run(
-        _warehouse(settings),
-        {
-            "run_id": result.run_id,
-            "model_name": settings.model_name,
-            "model_version": str(promotion.version),
-            "dataset_version": version,
-            "test_accuracy": result.test_accuracy,
-            "val_accuracy": result.val_accuracy,
-            "promoted": promotion.promoted,
-            "run_date": run_date,
-        },
+    if export:
+        import json
+
+        paths.metrics_dir.mkdir(parents=True, exist_ok=True)
+        (paths.metrics_dir / "train.json").write_text(
+            json.dumps({**result.metrics(), "run_id": result.run_id}, indent=2) + "\n"
+        )
+        history = write_history(result.history, paths.metrics_dir / "curves")
+        (history / "history.csv").replace(paths.metrics_dir / "train_history.csv")
+        import shutil
+
+        shutil.rmtree(history)
+    promotion = (
+        register_and_promote(tracking_uri, settings.model_name, result) if register else None
     )
+    # The run's metrics, per-epoch curves, per-class metrics, confusion cells and the alias
+    # moves the registry audited: one transaction. Should it fail, `emotionops warehouse
+    # load-run <run id>` loads the same rows later (they live in MLflow).
+    load_run(_warehouse(settings), tracking_uri, result.run_id, run_date)
     return result, promotion
+
+
+def stage_evaluate(
+    settings: Settings,
+    params: Params,
+    model_ref: str,
+    tracking_uri: str | None,
+    data: str = "test",
+    out: Path | None = None,
+    labels: list[str] | None = None,
+    model_labels: list[str] | None = None,
+    input_scale: str = "raw",
+    limit_per_class: int | None = None,
+):
+    """Evaluate any model on the project's split (`data` test|val|train) or on an external
+    folder of class folders; writes the evaluation folder (+ predictions.csv for DVC plots)
+    when `out` is given. Returns the `training.evaluate.Evaluation`."""
+    from emotionops.training.evaluate import (
+        EvaluationError,
+        evaluate_probs,
+        folder_eval_set,
+        load_model,
+        split_eval_set,
+        write_evaluation,
+        write_predictions,
+    )
+
+    paths = DataPaths(settings.data_path)
+    model = load_model(
+        model_ref,
+        tracking_uri,
+        model_labels=model_labels,
+        input_scale=input_scale,
+        image_size=params.train.image_size,
+        batch_size=params.evaluate.predict_batch,
+    )
+    eval_labels = labels or [lab for lab in params.labels if lab in model.labels] or model.labels
+    if data in ("test", "val", "train"):
+        if not paths.split_csv.is_file():
+            raise EvaluationError(f"no split file at {paths.split_csv}: run `emotionops split`")
+        dataset = split_eval_set(paths.split_csv, paths.faces, eval_labels, model.image_size, data)
+    else:
+        dataset = folder_eval_set(
+            Path(data),
+            eval_labels,
+            model.image_size,
+            params.dataset.label_map,
+            params.dataset.ignore,
+            limit_per_class,
+        )
+    columns = model.columns_for(eval_labels)
+    result = evaluate_probs(
+        model.predict,
+        dataset.images,
+        dataset.labels,
+        eval_labels,
+        columns,
+        flip_check=params.evaluate.flip_check,
+    )
+    result.source = {"model": model.description, "data": dataset.description}
+    if out is not None:
+        write_evaluation(out, result, title=data if len(data) < 12 else "evaluation")
+        write_predictions(out / "predictions.csv", dataset.labels, result.y_pred, eval_labels)
+    return result
 
 
 def stage_edge(

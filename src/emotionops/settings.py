@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     warehouse_password: SecretStr | None = Field(
         None, description="Password injected into warehouse_url when the URL carries none."
     )
+    warehouse_conn_id: str | None = Field(
+        None,
+        description="Airflow connection id (e.g. oracle_default) for the warehouse. Resolved on "
+        "the Airflow side (plugins/emotionops_warehouse.py), which hands the CLI "
+        "EMOTIONOPS_WAREHOUSE_URL; the ML environment has no Airflow to resolve it.",
+    )
+    warehouse_connect_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Bound on opening a warehouse connection, also when a port accepts but "
+        "the database never answers.",
+    )
 
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow server URL. Unset: the demo starts a local server itself."
@@ -48,6 +60,11 @@ class Settings(BaseSettings):
 
     dvc_remote_url: str | None = Field(
         None, description="DVC remote (path or s3://...). Default: the repo's local remote."
+    )
+    dvc_remote_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint of an S3-compatible server for an s3:// remote (MinIO, Ceph...). "
+        "Credentials: the standard AWS_* variables or profile, read by dvc-s3.",
     )
 
     search_url: str | None = Field(
@@ -91,6 +108,12 @@ class Settings(BaseSettings):
         return self.data_path / "mlflow"
 
     def resolved_warehouse_url(self) -> str:
+        if self.warehouse_url is None and self.warehouse_conn_id:
+            raise SettingsError(
+                f"EMOTIONOPS_WAREHOUSE_CONN_ID={self.warehouse_conn_id} is an Airflow connection "
+                "id: it is resolved by the DAG (plugin emotionops_warehouse), which passes "
+                "EMOTIONOPS_WAREHOUSE_URL; outside Airflow set EMOTIONOPS_WAREHOUSE_URL"
+            )
         if self.warehouse_url is None:
             return f"sqlite:///{self.data_path / 'warehouse.db'}"
         if self.warehouse_password is None:

@@ -35,17 +35,31 @@ def test_pipeline_order_and_dataset_asset(dagbag) -> None:
     dag = dagbag.dags["emotionops_pipeline"]
     order = [
         "scrape",
+        "validate_urls",
         "load_urls",
         "download",
         "version_data",
+        "validate_data",
         "load_images",
         "train",
         "edge_smoke",
     ]
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids
-    outlets = dag.get_task("version_data").outlets
-    assert [a.name for a in outlets] == ["emotion_dataset"]
+    # Announced only after the split passed its suites.
+    assert [a.name for a in dag.get_task("validate_data").outlets] == ["emotion_dataset"]
+    assert dag.get_task("version_data").outlets == []
+
+
+def test_validation_gates_run_the_validate_command_before_each_load(dagbag) -> None:
+    dag = dagbag.dags["emotionops_pipeline"]
+    for gate, load, what in (
+        ("validate_urls", "load_urls", "urls"),
+        ("validate_data", "load_images", "data"),
+    ):
+        task = dag.get_task(gate)
+        assert f" validate {what} --run-date {{{{ ds }}}}" in task.bash_command
+        assert dag.get_task(load).upstream_task_ids == {gate}
 
 
 def test_dag_files_do_no_heavy_imports() -> None:

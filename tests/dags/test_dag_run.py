@@ -76,12 +76,25 @@ def test_pipeline_dag_runs_end_to_end(services, airflow_db, ml_venv, monkeypatch
     with sqlite3.connect(project / "data" / "warehouse.db") as db:
         count = {
             t: db.execute(f"select count(*) from {t}").fetchone()[0]
-            for t in ("image_url", "image", "dataset_version", "training_run", "emotion_event")
+            for t in (
+                "image_url",
+                "image",
+                "dataset_version",
+                "training_run",
+                "emotion_event",
+                "epoch_metric",
+                "class_metric",
+                "confusion_cell",
+                "model_promotion",
+            )
         }
         run_dates = {r[0] for r in db.execute("select distinct run_date from image_url")}
     assert count["image_url"] >= 8 and count["image"] >= 8, count
     assert count["dataset_version"] == 1 and count["training_run"] == 1, count
     assert count["emotion_event"] >= 1, count
+    # The training run's reporting rows and its promotion audit row were loaded too.
+    assert count["epoch_metric"] >= 1 and count["class_metric"] >= 1, count
+    assert count["confusion_cell"] >= 1 and count["model_promotion"] >= 1, count
     assert run_dates == {"2026-11-20"}  # the run's logical date partitions the data
 
     url = f"{mlflow_url}/api/2.0/mlflow/registered-models/alias?name=emotion-classifier&alias=champion"

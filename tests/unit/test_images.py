@@ -229,7 +229,9 @@ def test_split_never_lets_near_duplicates_straddle(tmp_path) -> None:
     plain = {r["sha256"]: r["split"] for r in build_split(rows, params, LABELS)}
     assert plain[a] != plain[b]  # the hash split alone would put them apart
     guarded = {r["sha256"]: r["split"] for r in build_split(rows, params, LABELS, (6, 6))}
-    assert guarded[a] == guarded[b] == assign_split(min(a, b), params)
+    # The group goes whole to its most held-out member's split: an image the hash put in test
+    # stays in test when a near duplicate of it arrives (growth-stable).
+    assert guarded[a] == guarded[b] == "test"
     assert guarded[c] == "train"
 
 
