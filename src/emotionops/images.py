@@ -178,6 +178,14 @@ class ImageCleaner:
         return crop_face(gray, box, p.face_size, p.face_margin)
 
 
+def reject_if_relabelled(first: ImageRecord, label: str, faces_root: Path) -> None:
+    """The same picture seen under two emotions is ambiguous: take it (and its crop) out."""
+    if first.label != label and first.status == "accepted":
+        (faces_root / first.face_path).unlink(missing_ok=True)
+        first.status, first.face_path = "rejected", ""
+        first.reason = f"found under several labels ({first.label}, {label})"
+
+
 def clean_images(
     downloads: Iterable[Mapping[str, Any]],
     faces_root: Path,
@@ -194,12 +202,7 @@ def clean_images(
             continue
         sha, label = str(row["sha256"]), str(row["label"])
         if sha in records:
-            first = records[sha]
-            if first.label != label and first.status == "accepted":
-                # The same picture scraped for two emotions is ambiguous: keep it out.
-                (faces_root / first.face_path).unlink(missing_ok=True)
-                first.status, first.face_path = "rejected", ""
-                first.reason = f"found under several labels ({first.label}, {label})"
+            reject_if_relabelled(records[sha], label, faces_root)
             continue
         record = ImageRecord(sha, str(row.get("url_sha256", "")), label)
         record.format, record.run_date = str(row.get("format", "")), str(row.get("run_date", ""))

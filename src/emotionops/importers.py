@@ -384,7 +384,7 @@ def clean_imports(
     import cv2
 
     from emotionops import imagequality as iq
-    from emotionops.images import ImageRecord
+    from emotionops.images import ImageRecord, reject_if_relabelled
 
     by_sha = {r.sha256: r for r in earlier}
     pixels = {r.pixel_sha256: r.sha256 for r in earlier if r.status == "accepted"}
@@ -398,11 +398,7 @@ def clean_imports(
                 continue
             sha = row["sha256"]
             if sha in by_sha:
-                first = by_sha[sha]
-                if first.label != label and first.status == "accepted":
-                    (faces_root / first.face_path).unlink(missing_ok=True)
-                    first.status, first.face_path = "rejected", ""
-                    first.reason = f"found under several labels ({first.label}, {label})"
+                reject_if_relabelled(by_sha[sha], label, faces_root)
                 continue
             record = ImageRecord(
                 sha,
