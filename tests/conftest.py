@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# As the CLI does (cli.main): no MLflow telemetry, whose offline thread races on os.environ.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 REAL_DATA = Path(
     os.environ.get("EMOTIONOPS_REAL_DATA", Path(__file__).parents[1] / "../shared/data")
 )

@@ -599,6 +599,10 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     # TensorFlow's C++ INFO/WARNING lines drown the pipeline's own output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # MLflow's usage telemetry phones home (nothing of ours should), and offline its thread
+    # deletes an environment variable while other threads read the environment: a KeyError
+    # seen mid-training in mlflow.set_experiment.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         app()
     except EmotionOpsError as exc:

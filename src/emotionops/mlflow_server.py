@@ -75,7 +75,11 @@ class LocalMlflowServer:
             )
         self.store.mkdir(parents=True, exist_ok=True)
         (self.store / "artifacts").mkdir(exist_ok=True)
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            **os.environ,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             server_command(self.store, self.host, self.port),
