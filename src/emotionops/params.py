@@ -247,7 +247,7 @@ class AugmentParams(_Section):
     contrast: float = Field(0.2, ge=0, le=1, description="+- factor")
 
 
-MODEL_NAMES = ("small_cnn", "mobilenet_v2", "resnet50", "pretrained")
+MODEL_NAMES = ("small_cnn", "vgg", "mobilenet_v2", "resnet50", "pretrained")
 
 
 class TrainParams(_Section):
@@ -268,23 +268,44 @@ class TrainParams(_Section):
         "", description="model pretrained: a FER model file (.keras/.h5) to fine-tune from"
     )
     init_labels: list[str] = Field(
-        default_factory=lambda: list(FER2013_LABELS), description="that model's output classes"
+        default_factory=lambda: list(FER2013_LABELS),
+        description="output classes of the init_from model and of the partners",
     )
     init_input: str = Field(
-        "symmetric", description="pixels that model expects: unit (x/255) | symmetric (-1..1)"
+        "symmetric",
+        description="pixels the init_from/partner models expect: unit (x/255) | symmetric (-1..1)",
     )
-    epochs: int = Field(8, ge=1, le=1_000)
+    partners: list[str] = Field(
+        default_factory=list,
+        description="frozen FER models averaged with the trained network in the deployed model: "
+        "'fer' (the fer package's file, installed by make setup) or model file paths",
+    )
+    flip_average: bool = Field(
+        False, description="the deployed model averages each face with its mirror (test-time flip)"
+    )
+    epochs: int = Field(8, ge=1, le=1_000, description="most epochs (max_minutes may plan fewer)")
     batch_size: int = Field(32, ge=2, le=4_096)
     learning_rate: float = Field(0.002, gt=0, lt=1)
+    optimizer: str = Field("adam", description="adam | adamw | sgd (Nesterov, momentum 0.9)")
     lr_schedule: str = Field("cosine", description="constant | cosine | plateau")
     warmup_epochs: int = Field(0, ge=0, le=100)
-    weight_decay: float = Field(0.0, ge=0, lt=1, description="AdamW decoupled weight decay")
+    weight_decay: float = Field(
+        0.0, ge=0, lt=1, description="decoupled weight decay (adamw, sgd); 0 with adam"
+    )
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    patience: int = Field(5, ge=1, le=1_000, description="early stopping on val_loss")
+    monitor: str = Field(
+        "val_loss", description="val_loss | val_accuracy: early stopping and best-epoch restore"
+    )
+    patience: int = Field(5, ge=1, le=1_000, description="early stopping patience (epochs)")
     balance: str = Field("class_weight", description="none | class_weight | sample")
     augment: AugmentParams = AugmentParams()
     precision: str = Field("float32", description="float32 | mixed_bfloat16")
-    max_minutes: float | None = Field(None, gt=0, description="stop after the epoch past this")
+    max_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="training budget: epoch 1 is timed and the run planned to fit (at most "
+        "`epochs`); the cosine schedule then ends with the budget",
+    )
     seed: int = 42
 
     @field_validator("batch_size")
@@ -300,6 +321,8 @@ class TrainParams(_Section):
         choices = {
             "model": MODEL_NAMES,
             "lr_schedule": ("constant", "cosine", "plateau"),
+            "optimizer": ("adam", "adamw", "sgd"),
+            "monitor": ("val_loss", "val_accuracy"),
             "balance": ("none", "class_weight", "sample"),
             "precision": ("float32", "mixed_bfloat16"),
             "init_input": ("unit", "symmetric"),
@@ -311,6 +334,8 @@ class TrainParams(_Section):
                 )
         if self.warmup_epochs >= self.epochs:
             raise ValueError("train.warmup_epochs must be < train.epochs")
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError("train.weight_decay needs train.optimizer adamw or sgd (not adam)")
         if (self.model == "pretrained") != bool(self.init_from):
             raise ValueError("train.model pretrained and train.init_from go together (a file)")
         return self

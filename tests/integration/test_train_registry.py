@@ -229,3 +229,40 @@ def test_training_with_tracking_server_down_fails_fast(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="not reachable"):
         train(split_csv, tmp_path, LABELS, TrainParams(epochs=1), tracking_uri=dead_url())
     assert time.monotonic() - start < 10
+
+
+def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
+    mlflow_server: str, faces_root: Path, tmp_path: Path
+) -> None:
+    """params.yaml's recipe on the bar faces: vgg in bfloat16, SGD + warm-up + cosine, a time
+    budget that plans the epochs, the deployed model = flip-averaged network + both installed
+    partners; what is evaluated is what is exported (Keras, TFLite) and it ignores mirroring."""
+    import keras
+    from mlflow import MlflowClient
+
+    from emotionops.params import load_params
+    from emotionops.training.train import train
+
+    recipe = load_params(Path(__file__).parents[2] / "params.yaml").train
+    params = recipe.model_copy(update={"epochs": 3, "batch_size": 16, "width": 0.25})
+    result = train(
+        faces_root / "split.csv", faces_root, LABELS, params, tracking_uri=mlflow_server,
+        experiment="it-recipe", export_dir=tmp_path / "export", progress=False,
+    )  # fmt: skip
+    run = MlflowClient(tracking_uri=mlflow_server).get_run(result.run_id)
+    assert (
+        run.data.params["optimizer"] == "sgd" and run.data.params["precision"] == "mixed_bfloat16"
+    )
+    assert run.data.params["partners"] == '["fer", "human"]'
+    assert run.data.metrics["planned_epochs"] == 3  # a 60-minute budget fits all 3 epochs
+    assert result.epochs_run == 3
+    assert result.network_test_accuracy is not None
+    assert run.data.metrics["test_accuracy_network_alone"] == result.network_test_accuracy
+    assert result.tflite_parity < 1e-4
+
+    deployed = keras.models.load_model(tmp_path / "export" / "model.keras")
+    assert {layer.name for layer in deployed.layers} >= {"vgg", "partner0", "partner1"}
+    x = np.random.default_rng(3).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(deployed(x), deployed(x[:, :, ::-1]), atol=1e-5)
+    card = (tmp_path / "export" / "model_card.md").read_text()
+    assert "frozen partner networks `fer`, `human`" in card and "flip averaging" in card

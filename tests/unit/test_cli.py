@@ -95,7 +95,7 @@ def test_bad_run_date(project) -> None:
 
 
 def test_params_out_of_range(project) -> None:
-    text = (project / "params.yaml").read_text().replace("batch_size: 32", "batch_size: 33")
+    text = (project / "params.yaml").read_text().replace("batch_size: 128", "batch_size: 33")
     (project / "params.yaml").write_text(text)
     _assert_clear_error(run(project, "split"), "train.batch_size", "even")
 

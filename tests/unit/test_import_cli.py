@@ -77,10 +77,10 @@ def test_import_errors_are_one_line(project: Path, tmp_path: Path) -> None:
 
 def test_params_out_of_range_name_the_key(project: Path) -> None:
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace("  epochs: 8\n", "  epochs: 0\n", 1))
+    params.write_text(params.read_text().replace("  epochs: 60 ", "  epochs: 0 ", 1))
     clear_error(run(project, "train"), "train.epochs", "greater than or equal to 1")
     params.write_text(
-        (REPO / "params.yaml").read_text().replace("balance: class_weight", "balance: up")
+        (REPO / "params.yaml").read_text().replace("balance: none", "balance: up")
     )
     clear_error(run(project, "split"), "train.balance must be one of")
 

