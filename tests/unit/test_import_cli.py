@@ -79,9 +79,7 @@ def test_params_out_of_range_name_the_key(project: Path) -> None:
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("  epochs: 60 ", "  epochs: 0 ", 1))
     clear_error(run(project, "train"), "train.epochs", "greater than or equal to 1")
-    params.write_text(
-        (REPO / "params.yaml").read_text().replace("balance: none", "balance: up")
-    )
+    params.write_text((REPO / "params.yaml").read_text().replace("balance: none", "balance: up"))
     clear_error(run(project, "split"), "train.balance must be one of")
 
 

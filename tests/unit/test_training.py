@@ -45,11 +45,15 @@ def test_every_training_batch_is_even_and_val_test_keep_every_image(
     tmp_path: Path, n_train: int, batch: int
 ) -> None:
     split_csv = make_faces(tmp_path, {"train": n_train, "val": 5, "test": 3})
-    data = make_datasets(split_csv, tmp_path, LABELS, 48, batch, seed=3)
-    for _ in range(2):  # reshuffled each epoch: check more than one pass
-        sizes = [int(x.shape[0]) for x, _ in data.train]
-        assert sizes and all(s % 2 == 0 for s in sizes), sizes
-        assert sum(sizes) == n_train - n_train % 2
+    data = make_datasets(split_csv, tmp_path, LABELS, 48, batch, seed=3, augment=False)
+    # One endless stream of full, even batches; `steps_per_epoch` of them make an epoch.
+    assert data.steps_per_epoch == n_train // data.train_batch_size
+    batches = list(data.train.take(3 * data.steps_per_epoch))
+    sizes = [int(x.shape[0]) for x, _ in batches]
+    assert sizes == [data.train_batch_size] * len(sizes) and data.train_batch_size % 2 == 0
+    # every training image is seen within two passes' worth of batches (reshuffled per pass)
+    seen = {np.asarray(x[i]).tobytes() for x, _ in batches for i in range(int(x.shape[0]))}
+    assert len(seen) == n_train
     assert sum(int(x.shape[0]) for x, _ in data.val) == 5
     assert sum(int(x.shape[0]) for x, _ in data.test) == 3
     x, y = next(iter(data.test))
@@ -78,7 +82,10 @@ ODD_BATCH_SCRIPT = textwrap.dedent(
         keras.utils.set_random_seed(5)
         model = build_model("small_cnn", 48, 3, seed=5)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        history = model.fit(data.train, validation_data=data.val, epochs=1, verbose=0)
+        history = model.fit(
+            data.train, validation_data=data.val, epochs=1, steps_per_epoch=data.steps_per_epoch,
+            verbose=0,
+        )
         print("TRAINED", data.count("train"), len(history.history["loss"]), flush=True)
     """
 )

@@ -256,7 +256,7 @@ def test_same_seed_same_training_with_augmentation(tmp_path: Path) -> None:
         data = make_datasets(split_csv, tmp_path, LABELS[:3], 48, 8, seed, augment=AugmentParams())
         model = build_model("small_cnn", 48, 3, seed, width=0.5)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        model.fit(data.train, epochs=2, verbose=0)
+        model.fit(data.train, epochs=2, steps_per_epoch=data.steps_per_epoch, verbose=0)
         return model.get_weights()
 
     first, again, other = fit(3), fit(3), fit(4)

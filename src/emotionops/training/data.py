@@ -57,7 +57,7 @@ class Datasets:
     train_batch_size: int
     labels: list[str]
     image_size: int
-    steps_per_epoch: int | None = None  # set when the train stream is infinite (balanced)
+    steps_per_epoch: int | None = None  # batches per epoch of the endless train stream
 
     def count(self, split: str) -> int:
         return len(self.arrays[split])
@@ -194,9 +194,6 @@ def make_datasets(
     arrays = load_arrays(split_csv, faces_root, labels, image_size)
     n_train = len(arrays["train"])
     train_batch = even_batch_size(batch_size, n_train)
-    # Keep an even number of images per epoch: batches of `train_batch` (even) and an even
-    # remainder. Shuffling first means a different image sits out each epoch.
-    n_even = n_train - (n_train % 2)
 
     def base(split: str) -> tf.data.Dataset:
         a = arrays[split]
@@ -220,12 +217,18 @@ def make_datasets(
         ).batch(train_batch, drop_remainder=True)  # infinite stream: every batch is full
         steps_per_epoch = max(1, n_train // train_batch)
     elif balance in ("none", "class_weight"):
+        # One endless, reshuffled stream read by a single iterator for the whole fit (Keras
+        # keeps it across epochs when steps_per_epoch is set): re-creating the iterator every
+        # epoch was measured to stall the bench for 30-90 s per epoch with both cores idle.
+        # Full batches only; a pass may end inside a batch, so every image is still seen
+        # once per pass.
         train = (
             base("train")
             .shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
-            .take(n_even)
-            .batch(train_batch)
+            .repeat()
+            .batch(train_batch, drop_remainder=True)
         )
+        steps_per_epoch = max(1, n_train // train_batch)
     else:
         raise TrainingDataError(f"unknown balance {balance!r} (none | class_weight | sample)")
     if augment is True:
