@@ -57,7 +57,7 @@ class Datasets:
     train_batch_size: int
     labels: list[str]
     image_size: int
-    steps_per_epoch: int | None = None  # batches per epoch of the endless train stream
+    steps_per_epoch: int = 1  # batches per epoch of the endless train stream
 
     def count(self, split: str) -> int:
         return len(self.arrays[split])
@@ -200,7 +200,8 @@ def make_datasets(
         ds = tf.data.Dataset.from_tensor_slices((a.images, a.labels))
         return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).cache()
 
-    steps_per_epoch = None
+    # Both train streams are endless: an epoch is this many full batches.
+    steps_per_epoch = max(1, n_train // train_batch)
     if balance == "sample":
         a = arrays["train"]
         present = sorted(set(a.labels.tolist()))
@@ -215,7 +216,6 @@ def make_datasets(
         train = tf.data.Dataset.sample_from_datasets(
             per_class, weights=[1 / len(present)] * len(present), seed=seed
         ).batch(train_batch, drop_remainder=True)  # infinite stream: every batch is full
-        steps_per_epoch = max(1, n_train // train_batch)
     elif balance in ("none", "class_weight"):
         # One endless, reshuffled stream read by a single iterator for the whole fit (Keras
         # keeps it across epochs when steps_per_epoch is set): re-creating the iterator every
@@ -228,7 +228,6 @@ def make_datasets(
             .repeat()
             .batch(train_batch, drop_remainder=True)
         )
-        steps_per_epoch = max(1, n_train // train_batch)
     else:
         raise TrainingDataError(f"unknown balance {balance!r} (none | class_weight | sample)")
     if augment is True:

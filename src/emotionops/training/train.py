@@ -446,8 +446,8 @@ def train(
     """Train `params.model` on the split CSV and log everything to a new MLflow run.
 
     `model_name` is only recorded as a tag (the registry step registers the result); early
-    stopping watches val_loss with `patience` (default params.patience) epochs when a val
-    split exists and restores the best weights. `export_dir` also receives model.keras,
+    stopping watches params.monitor with `patience` (default params.patience) epochs when a
+    val split exists and restores the best weights. `export_dir` also receives model.keras,
     model.tflite, labels.json and model_card.md (the DVC train stage's output)."""
     if (
         params.model == "pretrained"
@@ -497,8 +497,8 @@ def train(
     train_labels = data.arrays["train"].labels
     if len(set(train_labels.tolist())) < 2:
         raise TrainingError(f"{split_csv}: the train split holds fewer than two labels")
-    steps = data.steps_per_epoch or -(-(n_train - n_train % 2) // data.train_batch_size)
-    images_per_epoch = steps * data.train_batch_size if data.steps_per_epoch else n_train
+    steps = data.steps_per_epoch
+    images_per_epoch = steps * data.train_batch_size
 
     with precision_policy(params.precision):
         model = build_from_params(params, labels)
