@@ -283,7 +283,7 @@ class TrainParams(_Section):
     flip_average: bool = Field(
         False, description="the deployed model averages each face with its mirror (test-time flip)"
     )
-    epochs: int = Field(8, ge=1, le=1_000, description="most epochs (max_minutes may plan fewer)")
+    epochs: int = Field(8, ge=1, le=1_000, description="most epochs (max_minutes may end the run sooner)")
     batch_size: int = Field(32, ge=2, le=4_096)
     learning_rate: float = Field(0.002, gt=0, lt=1)
     optimizer: str = Field("adam", description="adam | adamw | sgd (Nesterov, momentum 0.9)")
@@ -303,8 +303,8 @@ class TrainParams(_Section):
     max_minutes: float | None = Field(
         None,
         gt=0,
-        description="training budget: epoch 1 is timed and the run planned to fit (at most "
-        "`epochs`); the cosine schedule then ends with the budget",
+        description="training budget: the cosine decay follows the clock to its floor at the "
+        "budget's end and the run stops at the last epoch that fits (`epochs` stays a cap)",
     )
     seed: int = 42
 

@@ -231,11 +231,33 @@ def test_training_with_tracking_server_down_fails_fast(tmp_path: Path) -> None:
     assert time.monotonic() - start < 10
 
 
+def test_a_spent_time_budget_ends_the_run_with_the_learning_rate_at_its_floor(
+    mlflow_server: str, faces_root: Path
+) -> None:
+    """A budget shorter than the first epoch: the run stops after it although the cap allows
+    50, and the cosine, which follows the clock, has reached its 1% floor by its last steps."""
+    from mlflow import MlflowClient
+
+    from emotionops.training.train import train
+
+    params = TrainParams(
+        epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.05, warmup_epochs=0,
+        lr_schedule="cosine", max_minutes=0.005, partners=[], flip_average=False,
+    )  # fmt: skip
+    result = train(
+        faces_root / "split.csv", faces_root, LABELS, params, tracking_uri=mlflow_server,
+        experiment="it-budget", progress=False,
+    )  # fmt: skip
+    run = MlflowClient(tracking_uri=mlflow_server).get_run(result.run_id)
+    assert result.epochs_run == 1
+    assert run.data.metrics["learning_rate"] == pytest.approx(0.0005)
+
+
 def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
     mlflow_server: str, faces_root: Path, tmp_path: Path
 ) -> None:
     """params.yaml's recipe on the bar faces: vgg in bfloat16, SGD + warm-up + cosine, a time
-    budget that plans the epochs, the deployed model = flip-averaged network + both installed
+    budget with an epoch cap, the deployed model = flip-averaged network + both installed
     partners; what is evaluated is what is exported (Keras, TFLite) and it ignores mirroring."""
     import keras
     from mlflow import MlflowClient
@@ -254,8 +276,8 @@ def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
         run.data.params["optimizer"] == "sgd" and run.data.params["precision"] == "mixed_bfloat16"
     )
     assert run.data.params["partners"] == '["fer", "human"]'
-    assert run.data.metrics["planned_epochs"] == 3  # a 60-minute budget fits all 3 epochs
-    assert result.epochs_run == 3
+    assert result.epochs_run == 3  # the 60-minute budget fits the 3-epoch cap
+    assert run.data.metrics["learning_rate"] < recipe.learning_rate  # the cosine ran to the cap
     assert result.network_test_accuracy is not None
     assert run.data.metrics["test_accuracy_network_alone"] == result.network_test_accuracy
     assert result.tflite_parity < 1e-4

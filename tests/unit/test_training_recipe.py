@@ -23,7 +23,7 @@ from emotionops.training.models import (
     mirror_layer,
     resolve_partner,
 )
-from emotionops.training.train import plan_epochs, planned_learning_rate
+from emotionops.training.train import another_epoch_fits, decay_progress, learning_rate_at
 
 LABELS = ["happy", "sad", "surprise", "neutral"]
 
@@ -125,24 +125,38 @@ def test_missing_partner_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_learning_rate_warms_up_then_follows_a_cosine_to_one_percent() -> None:
     params = TrainParams(learning_rate=0.1, lr_schedule="cosine", warmup_epochs=2, epochs=10)
     steps, total = 10, 100
-    rates = [planned_learning_rate(params, step, total, steps) for step in range(total + 5)]
+
+    def rate(step: int) -> float:
+        return learning_rate_at(params, step, steps, decay_progress(params, step, steps, 0, None))
+
+    rates = [rate(step) for step in range(total + 5)]
     assert rates[0] == pytest.approx(0.1 / 20) and rates[19] == pytest.approx(0.1)
     assert rates[20] == pytest.approx(0.1)
     assert rates[60] == pytest.approx(0.1 * (0.01 + 0.99 * 0.5), rel=1e-6)  # half-way
     assert rates[100] == pytest.approx(0.001) and rates[104] == pytest.approx(0.001)
     assert all(a >= b for a, b in itertools.pairwise(rates[20:]))
     constant = TrainParams(learning_rate=0.1, lr_schedule="constant", epochs=10)
-    assert {planned_learning_rate(constant, s, total, steps) for s in range(total)} == {0.1}
+    assert {learning_rate_at(constant, s, steps, s / total) for s in range(total)} == {0.1}
+
+
+def test_with_a_budget_the_decay_follows_the_clock_unless_the_epoch_cap_is_nearer() -> None:
+    params = TrainParams(warmup_epochs=1, epochs=100)
+    steps = 10  # 990 steps after warm-up to the cap
+    assert decay_progress(params, 20, steps, 30.0, 60.0) == pytest.approx(0.5)  # clock leads
+    assert decay_progress(params, 505, steps, 6.0, 60.0) == pytest.approx(0.5)  # steps lead
+    assert decay_progress(params, 20, steps, 90.0, 60.0) == 1.0  # past the budget: the floor
+    assert decay_progress(params, 20, steps, 0.0, 0.0) == 1.0  # warm-up alone spent it
+    assert decay_progress(params, 5, steps, 0.0, None) == 0.0  # still warming up
 
 
 @pytest.mark.parametrize(
-    ("budget", "first", "most", "expected"),
-    [(600, 30, 100, 20), (600, 30, 8, 8), (10, 30, 100, 1), (600, 0, 5, 5)],
+    ("elapsed", "epoch", "budget", "fits"),
+    [(500, 60, 600, True), (560, 60, 600, True), (571, 60, 600, False), (700, 60, 600, False)],
 )
-def test_epochs_are_planned_to_fit_the_budget(
-    budget: float, first: float, most: int, expected: int
+def test_another_epoch_runs_only_if_it_ends_at_most_half_an_epoch_past_the_budget(
+    elapsed: float, epoch: float, budget: float, fits: bool
 ) -> None:
-    assert plan_epochs(budget, first, most) == expected
+    assert another_epoch_fits(elapsed, epoch, budget) is fits
 
 
 def test_weight_decay_needs_an_optimizer_that_applies_it() -> None:

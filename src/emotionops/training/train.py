@@ -193,23 +193,39 @@ def _current_lr(model: keras.Model) -> float | None:
         return None
 
 
-def planned_learning_rate(params: TrainParams, step: int, total_steps: int, steps: int) -> float:
-    """Learning rate at `step` (0-based): linear warm-up over params.warmup_epochs, then
-    constant or cosine down to 1% at `total_steps` (plateau: the base rate; Keras halves it)."""
+def learning_rate_at(params: TrainParams, step: int, steps: int, progress: float) -> float:
+    """Learning rate before `step` (0-based, `steps` per epoch): a linear warm-up over
+    params.warmup_epochs, then the base rate (constant; plateau, which Keras halves) or a cosine
+    from the base rate down to 1% as the decay `progress` goes from 0 to 1."""
     base = params.learning_rate
     warm = params.warmup_epochs * steps
     if step < warm:
         return base * (step + 1) / warm
     if params.lr_schedule != "cosine":
         return base
-    progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+    progress = min(1.0, max(0.0, progress))
     return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def plan_epochs(budget_seconds: float, first_epoch_seconds: float, max_epochs: int) -> int:
-    """Epochs that fit the budget at the first epoch's pace (at least 1, at most max_epochs)."""
-    fits = int(budget_seconds // max(first_epoch_seconds, 1e-3))
-    return max(1, min(max_epochs, fits))
+def decay_progress(
+    params: TrainParams, step: int, steps: int, clock_seconds: float, clock_budget: float | None
+) -> float:
+    """How far the cosine decay has gone (0..1): by steps toward the `epochs` cap or, with a
+    time budget, by the clock toward its end (`clock_seconds` of `clock_budget`, both counted
+    from the end of the warm-up), whichever is further. Following the clock spends the whole
+    budget whatever the machine's pace: planning from the first epoch's time left 10-25% of
+    it unused when later epochs ran faster."""
+    warm = params.warmup_epochs * steps
+    by_steps = (step - warm) / max(1, params.epochs * steps - warm)
+    by_clock = 0.0
+    if clock_budget is not None:
+        by_clock = clock_seconds / clock_budget if clock_budget > 0 else 1.0
+    return min(1.0, max(0.0, by_steps, by_clock))
+
+
+def another_epoch_fits(elapsed: float, epoch_seconds: float, budget: float) -> bool:
+    """Whether one more epoch at the last epoch's pace ends at most half an epoch past the budget."""
+    return elapsed + 0.5 * epoch_seconds <= budget
 
 
 def _callbacks(
@@ -218,53 +234,59 @@ def _callbacks(
     """The learning-rate plan, per-epoch MLflow metrics, a concise console line per epoch, and
     the time budget. Returns (callbacks, timing dict filled during fit).
 
-    With `max_minutes`, epoch 1 is timed (tracing and validation included, so the estimate
-    errs short) and the run is planned to `budget // epoch_1_seconds` epochs (at most
-    `epochs`): the cosine schedule reaches its floor when the budget ends instead of being cut
-    half-way. A run that still overruns (a busier machine) stops after the epoch past the budget.
+    With `max_minutes`, the cosine decay follows the clock (`decay_progress`) so it reaches
+    its floor when the budget ends, and the run stops at the last epoch that fits
+    (`another_epoch_fits`); `epochs` stays a cap.
     """
     import keras
     import mlflow
 
     budget = params.max_minutes * 60 if params.max_minutes else None
-    timing: dict[str, Any] = {
-        "epoch_seconds": [],
-        "stopped_by_budget": False,
-        "planned_epochs": params.epochs,
-    }
+    timing: dict[str, Any] = {"epoch_seconds": [], "stopped_by_budget": False, "expected": None}
+    warm_steps = params.warmup_epochs * steps
 
     class Plan(keras.callbacks.Callback):
         """Sets the learning rate before every step (a plain variable, so the saved model
-        needs no custom schedule class) and ends the run at the planned epoch."""
+        needs no custom schedule class) and ends the run when the budget is spent."""
 
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
             timing["fit_start"] = time.perf_counter()
             self._step = 0
+            self._warm_end: float | None = None
 
         def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            if params.lr_schedule != "plateau" or self._step < params.warmup_epochs * steps:
-                total = timing["planned_epochs"] * steps
-                self.model.optimizer.learning_rate = planned_learning_rate(
-                    params, self._step, total, steps
+            if self._step == warm_steps:
+                self._warm_end = time.perf_counter()
+            if params.lr_schedule != "plateau" or self._step < warm_steps:
+                clock, clock_budget = 0.0, None
+                if budget is not None and self._warm_end is not None:
+                    clock = time.perf_counter() - self._warm_end
+                    clock_budget = budget - (self._warm_end - timing["fit_start"])
+                self.model.optimizer.learning_rate = learning_rate_at(
+                    params,
+                    self._step,
+                    steps,
+                    decay_progress(params, self._step, steps, clock, clock_budget),
                 )
             self._step += 1
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if budget is None:
+                return
             elapsed = time.perf_counter() - timing["fit_start"]
-            if epoch == 0 and budget is not None:
-                timing["planned_epochs"] = plan_epochs(budget, elapsed, params.epochs)
-                mlflow.log_metric("planned_epochs", timing["planned_epochs"])
-                if progress:
-                    print(
-                        f"epoch 1 took {elapsed:.0f}s: planning {timing['planned_epochs']} "
-                        f"epochs for the {params.max_minutes:g}-minute budget",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            if budget is not None and elapsed > budget:
+            pace = timing["epoch_seconds"][-1]
+            timing["expected"] = min(
+                params.epochs, epoch + 1 + int(max(0.0, budget - elapsed) / pace + 0.5)
+            )
+            if epoch == 0 and progress:
+                print(
+                    f"epoch 1 took {elapsed:.0f}s: about {timing['expected']} epochs fit the "
+                    f"{params.max_minutes:g}-minute budget (the learning rate follows the clock)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if not another_epoch_fits(elapsed, pace, budget):
                 timing["stopped_by_budget"] = True
-                self.model.stop_training = True
-            if epoch + 1 >= timing["planned_epochs"]:
                 self.model.stop_training = True
 
     class EpochLog(keras.callbacks.Callback):
@@ -291,8 +313,9 @@ def _callbacks(
                     if "val_loss" in metrics
                     else ""
                 )
+                total = f"~{timing['expected']}" if timing["expected"] else params.epochs
                 print(
-                    f"epoch {epoch + 1}/{timing['planned_epochs']}: loss "
+                    f"epoch {epoch + 1}/{total}: loss "
                     f"{metrics.get('train_loss', 0):.4f} acc {metrics.get('train_accuracy', 0):.3f}"
                     f"{val} lr {lr or 0:.2e} {seconds:.1f}s ({images_per_epoch / seconds:.0f} img/s)",
                     file=sys.stderr,
@@ -579,7 +602,7 @@ def train(
         epochs_run = len(hist["loss"])
         images_per_s = images_per_epoch * epochs_run / train_seconds if train_seconds else 0.0
         if timing["stopped_by_budget"]:
-            log.warning("stopped after epoch %d: train.max_minutes reached", epochs_run)
+            log.info("stopped after epoch %d: the train.max_minutes budget is spent", epochs_run)
 
         network = _float32_twin(model, params, list(labels))
         final = inference_model(
