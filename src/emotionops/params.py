@@ -283,7 +283,9 @@ class TrainParams(_Section):
     flip_average: bool = Field(
         False, description="the deployed model averages each face with its mirror (test-time flip)"
     )
-    epochs: int = Field(8, ge=1, le=1_000, description="most epochs (max_minutes may end the run sooner)")
+    epochs: int = Field(
+        8, ge=1, le=1_000, description="most epochs (max_minutes may end the run sooner)"
+    )
     batch_size: int = Field(32, ge=2, le=4_096)
     learning_rate: float = Field(0.002, gt=0, lt=1)
     optimizer: str = Field("adam", description="adam | adamw | sgd (Nesterov, momentum 0.9)")
