@@ -271,7 +271,7 @@ def accuracy_table(results: list[dict[str, Any]], quick: bool):
         else:
             table.add_row(title, *(cell(r, key, fmt) for r in results))
     table.add_section()
-    for label in FER2013_LABELS:
+    for label in (x for x in FER2013_LABELS if any(x in r.get("recall", {}) for r in results)):
         table.add_row(
             f"recall {label}",
             *(
