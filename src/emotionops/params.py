@@ -283,6 +283,17 @@ class TrainParams(_Section):
     flip_average: bool = Field(
         False, description="the deployed model averages each face with its mirror (test-time flip)"
     )
+    distill_from: list[str] = Field(
+        default_factory=list,
+        description="teacher FER models (named like partners): each train target mixes the "
+        "true label with their softened predictions (offline distillation)",
+    )
+    distill_weight: float = Field(
+        0.5, ge=0, le=1, description="share of the teachers' soft labels in each train target"
+    )
+    distill_temperature: float = Field(
+        2.0, ge=1, le=20, description="softens the teachers' probabilities: p**(1/T), renormalised"
+    )
     epochs: int = Field(
         8, ge=1, le=1_000, description="most epochs (max_minutes may end the run sooner)"
     )

@@ -253,6 +253,41 @@ def test_a_spent_time_budget_ends_the_run_with_the_learning_rate_at_its_floor(
     assert run.data.metrics["learning_rate"] == pytest.approx(0.0005)
 
 
+def test_a_distilled_run_trains_on_the_teachers_soft_labels(
+    trained, mlflow_server: str, faces_root: Path, tmp_path: Path
+) -> None:
+    """Cross-entropy never falls below the entropy of its targets: the hard-label run of this
+    module ends under the soft targets' mean entropy, the distilled run (same data, epochs and
+    optimizer) cannot; the run records its teachers and what they cost."""
+    from mlflow import MlflowClient
+
+    from emotionops.training.data import load_arrays
+    from emotionops.training.distill import soft_targets, teacher_probs
+    from emotionops.training.models import build_partners
+    from emotionops.training.train import train
+
+    params = TrainParams(
+        epochs=EPOCHS, batch_size=16, learning_rate=0.003, seed=11, distill_from=["fer"],
+        distill_weight=0.5, distill_temperature=2.0,
+    )  # fmt: skip
+    result = train(
+        faces_root / "split.csv", faces_root, LABELS, params, tracking_uri=mlflow_server,
+        experiment="it-distill", export_dir=tmp_path / "export", progress=False,
+    )  # fmt: skip
+    x = load_arrays(faces_root / "split.csv", faces_root, LABELS, 48)["train"]
+    teachers = build_partners(params, LABELS, ["fer"], role="teacher")
+    targets = soft_targets(x.labels, teacher_probs(teachers, x.images), 0.5, 2.0)
+    entropy = float(-(targets * np.log(targets)).sum(axis=1).mean())
+    assert entropy > 0.3
+    assert trained.history["loss"][-1] < 0.9 * entropy <= result.history["loss"][-1]
+
+    run = MlflowClient(tracking_uri=mlflow_server).get_run(result.run_id)
+    assert run.data.params["distill_from"] == '["fer"]'
+    assert run.data.metrics["distill_seconds"] > 0
+    card = (tmp_path / "export" / "model_card.md").read_text()
+    assert "0.5 of the soft labels of `fer` (temperature 2)" in card
+
+
 def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
     mlflow_server: str, faces_root: Path, tmp_path: Path
 ) -> None:

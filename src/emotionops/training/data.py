@@ -12,7 +12,7 @@ forward pass is unaffected, so val/test keep every image.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,30 +183,40 @@ def make_datasets(
     seed: int,
     augment: bool | AugmentParams = True,
     balance: str = "none",
+    train_targets: Callable[[SplitArrays], np.ndarray] | None = None,
 ) -> Datasets:
     """Cached, prefetched datasets of float32 RAW pixel values 0..255 (the model rescales).
 
     `augment`: True = horizontal flips only, False = none, or AugmentParams. `balance`
     "sample" draws every class equally often (infinite stream, `steps_per_epoch` batches per
-    epoch); "class_weight" and "none" leave the data as is (the weights go to fit)."""
+    epoch); "class_weight" and "none" leave the data as is (the weights go to fit).
+    `train_targets` maps the decoded train split to one target vector per image (soft labels,
+    `distill.soft_targets`): the train stream then yields those instead of label indices."""
     import tensorflow as tf
 
     arrays = load_arrays(split_csv, faces_root, labels, image_size)
-    n_train = len(arrays["train"])
+    a = arrays["train"]
+    n_train = len(a)
     train_batch = even_batch_size(batch_size, n_train)
+    train_y = a.labels
+    if train_targets is not None:
+        train_y = np.asarray(train_targets(a), dtype=np.float32)
+        if train_y.shape != (n_train, len(labels)):
+            raise TrainingDataError(
+                f"train targets have shape {train_y.shape}, expected ({n_train}, {len(labels)})"
+            )
 
     def base(split: str) -> tf.data.Dataset:
-        a = arrays[split]
-        ds = tf.data.Dataset.from_tensor_slices((a.images, a.labels))
+        y = train_y if split == "train" else arrays[split].labels
+        ds = tf.data.Dataset.from_tensor_slices((arrays[split].images, y))
         return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).cache()
 
     # Both train streams are endless: an epoch is this many full batches.
     steps_per_epoch = max(1, n_train // train_batch)
     if balance == "sample":
-        a = arrays["train"]
         present = sorted(set(a.labels.tolist()))
         per_class = [
-            tf.data.Dataset.from_tensor_slices((a.images[a.labels == c], a.labels[a.labels == c]))
+            tf.data.Dataset.from_tensor_slices((a.images[a.labels == c], train_y[a.labels == c]))
             .map(lambda x, y: (tf.cast(x, tf.float32), y))
             .cache()
             .shuffle(int((a.labels == c).sum()), seed=seed + c, reshuffle_each_iteration=True)

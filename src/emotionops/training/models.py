@@ -364,8 +364,11 @@ def resolve_partner(spec: str) -> Path:
     return path
 
 
-def build_partners(params: TrainParams, labels: list[str]) -> list[keras.Model]:
-    """The frozen partner models of params.train, behind our input contract and labels."""
+def build_partners(
+    params: TrainParams, labels: list[str], specs: list[str] | None = None, role: str = "partner"
+) -> list[keras.Model]:
+    """Frozen FER models behind our input contract and labels: params.train's partners, or the
+    `specs` given (e.g. the distillation teachers)."""
     return [
         wrap_pretrained(
             resolve_partner(spec),
@@ -373,9 +376,9 @@ def build_partners(params: TrainParams, labels: list[str]) -> list[keras.Model]:
             labels,
             params.init_labels,
             params.init_input,
-            name=f"partner{i}",
+            name=f"{role}{i}",
         )
-        for i, spec in enumerate(params.partners)
+        for i, spec in enumerate(params.partners if specs is None else specs)
     ]
 
 

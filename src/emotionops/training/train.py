@@ -433,6 +433,13 @@ def _composition(params: TrainParams, result: TrainResult) -> str:
     text = " averaged with ".join(parts)
     if params.flip_average:
         text += "; every member also sees the mirrored face (test-time flip averaging)"
+    if params.distill_from:
+        text += (
+            f". The network was trained on targets mixing the true label with "
+            f"{params.distill_weight:g} of the soft labels of "
+            + ", ".join(f"`{t}`" for t in params.distill_from)
+            + f" (temperature {params.distill_temperature:g})"
+        )
     if result.network_test_accuracy is not None:
         text += f". The trained network alone: test accuracy {result.network_test_accuracy:.3f}"
     return text + "."
@@ -495,13 +502,36 @@ def train(
     import mlflow
     from mlflow.models import infer_signature
 
-    from emotionops.training.data import class_weights, make_datasets
+    from emotionops.training.data import SplitArrays, class_weights, make_datasets
+    from emotionops.training.distill import soft_targets, teacher_probs
     from emotionops.training.export import export_tflite, parity_report
     from emotionops.training.models import build_from_params, build_partners, inference_model
 
     patience = patience or params.patience
     dvc_hashes = dvc_hashes or {}
     keras.utils.set_random_seed(params.seed)
+    distill_seconds: float | None = None
+
+    def distilled_targets(train_split: SplitArrays) -> np.ndarray:
+        nonlocal distill_seconds
+        start = time.perf_counter()
+        teachers = build_partners(params, list(labels), params.distill_from, role="teacher")
+        targets = soft_targets(
+            train_split.labels,
+            teacher_probs(teachers, train_split.images),
+            params.distill_weight,
+            params.distill_temperature,
+        )
+        distill_seconds = time.perf_counter() - start
+        if progress:
+            print(
+                f"soft labels from {', '.join(params.distill_from)} for {len(targets)} train "
+                f"faces: {distill_seconds:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+        return targets
+
     data = make_datasets(
         split_csv,
         faces_root,
@@ -511,6 +541,7 @@ def train(
         params.seed,
         augment=params.augment,
         balance=params.balance,
+        train_targets=distilled_targets if params.distill_from else None,
     )
     n_train, n_val, n_test = data.count("train"), data.count("val"), data.count("test")
     if n_test == 0:
@@ -527,17 +558,20 @@ def train(
         model = build_from_params(params, labels)
         optimizer = _optimizer(params)
         smoothing = params.label_smoothing
+        # Soft labels (distillation) and label smoothing need target vectors, not indices.
+        categorical = bool(smoothing or params.distill_from)
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
-            if smoothing
+            if categorical
             else "sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
     train_ds, val_ds = data.train, data.val
-    if smoothing:  # the smoothed loss needs one-hot targets
+    if categorical:
         n = len(labels)
-        train_ds = train_ds.map(lambda x, y: (x, _one_hot(y, n)))
+        if not params.distill_from:  # the distilled train stream already yields vectors
+            train_ds = train_ds.map(lambda x, y: (x, _one_hot(y, n)))
         val_ds = val_ds.map(lambda x, y: (x, _one_hot(y, n))) if val_ds is not None else None
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -630,6 +664,8 @@ def train(
         }
         if evaluation.predict_images_per_s:
             metrics["predict_images_per_s"] = evaluation.predict_images_per_s
+        if distill_seconds is not None:
+            metrics["distill_seconds"] = distill_seconds
         network_accuracy = None
         if final is not network:  # what flip averaging / partners add, for the record
             alone = np.asarray(network.predict(test.images, batch_size=256, verbose=0))
