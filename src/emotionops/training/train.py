@@ -93,6 +93,8 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     #: the trained network alone, when flip averaging or partners make the deployed model
     network_test_accuracy: float | None = None
+    #: the teachers' pass over the train split before fit (distillation), not in train_seconds
+    distill_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +109,9 @@ class TrainResult:
             "network_test_accuracy": self.network_test_accuracy,
             "epochs_run": self.epochs_run,
             "train_seconds": round(self.train_seconds, 2),
+            "distill_seconds": None
+            if self.distill_seconds is None
+            else round(self.distill_seconds, 2),
             "train_images_per_s": round(self.train_images_per_s, 1),
             "tflite_parity_max_abs_diff": self.tflite_parity,
             "test_recall": {label: m["recall"] for label, m in self.per_class.items()},
@@ -734,6 +739,7 @@ def train(
                 predict_images_per_s=evaluation.predict_images_per_s,
                 history=hist,
                 network_test_accuracy=network_accuracy,
+                distill_seconds=distill_seconds,
             )
             card = model_card(
                 list(labels), params, result, dataset_version, dvc_hashes, commit, parity
