@@ -20,6 +20,9 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
+    from emotionops.params import TrainParams
+    from emotionops.training.data import SplitArrays
+
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities at a temperature: softmax(log(p) / T), i.e. p**(1/T) renormalised per row."""
@@ -54,3 +57,18 @@ def soft_targets(
         raise ValueError(f"{len(labels)} labels but {len(teacher)} teacher predictions")
     one_hot = np.eye(n_classes, dtype=np.float32)[np.asarray(labels, dtype=int)]
     return (1 - weight) * one_hot + weight * soften(teacher, temperature)
+
+
+def distilled_targets_for(
+    params: TrainParams, labels: list[str], train_split: SplitArrays
+) -> np.ndarray:
+    """The train targets params.train's distillation settings give for the decoded train split."""
+    from emotionops.training.models import build_partners
+
+    teachers = build_partners(params, labels, params.distill_from, role="teacher")
+    return soft_targets(
+        train_split.labels,
+        teacher_probs(teachers, train_split.images),
+        params.distill_weight,
+        params.distill_temperature,
+    )

@@ -508,7 +508,7 @@ def train(
     from mlflow.models import infer_signature
 
     from emotionops.training.data import SplitArrays, class_weights, make_datasets
-    from emotionops.training.distill import soft_targets, teacher_probs
+    from emotionops.training.distill import distilled_targets_for
     from emotionops.training.export import export_tflite, parity_report
     from emotionops.training.models import build_from_params, build_partners, inference_model
 
@@ -520,13 +520,7 @@ def train(
     def distilled_targets(train_split: SplitArrays) -> np.ndarray:
         nonlocal distill_seconds
         start = time.perf_counter()
-        teachers = build_partners(params, list(labels), params.distill_from, role="teacher")
-        targets = soft_targets(
-            train_split.labels,
-            teacher_probs(teachers, train_split.images),
-            params.distill_weight,
-            params.distill_temperature,
-        )
+        targets = distilled_targets_for(params, list(labels), train_split)
         distill_seconds = time.perf_counter() - start
         if progress:
             print(
