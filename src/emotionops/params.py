@@ -245,6 +245,9 @@ class AugmentParams(_Section):
     zoom: float = Field(0.1, ge=0, le=0.5, description="+- fraction")
     brightness: float = Field(0.15, ge=0, le=1, description="+- fraction of the 0..255 range")
     contrast: float = Field(0.2, ge=0, le=1, description="+- factor")
+    mixup: float = Field(
+        0.0, ge=0, le=10, description="mixup Beta(alpha, alpha) parameter; 0 = off"
+    )
 
 
 MODEL_NAMES = ("small_cnn", "vgg", "mobilenet_v2", "resnet50", "pretrained")

@@ -170,6 +170,40 @@ def test_augmenter_changes_images_but_keeps_shape_and_range() -> None:
     np.testing.assert_array_equal(np.asarray(stack(x, training=False)), x)  # inference: identity
 
 
+def test_mixup_blends_each_face_and_its_target_with_the_same_partner_and_weight() -> None:
+    """Face i of the batch is the constant 10*i with one-hot label i: a mixed face must equal
+    the target-weighted sum of its sources, every target stays a distribution over at most two
+    faces, weights spread over (0, 1) for alpha 1, and one seed repeats its batches."""
+    import tensorflow as tf
+
+    from emotionops.training.data import mixup
+
+    n = 8
+    faces = np.arange(n, dtype=np.float32)[:, None, None, None] * 10 * np.ones((n, 4, 4, 1))
+    targets = np.eye(n, dtype=np.float32)
+    batches = tf.data.Dataset.from_tensors((faces.astype(np.float32), targets)).repeat(6)
+
+    def draw(seed: int, alpha: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(np.asarray(x), np.asarray(y)) for x, y in mixup(batches, alpha, seed)]
+
+    weights = []
+    for x, y in draw(seed=5):
+        assert x.shape == faces.shape and y.shape == targets.shape
+        np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-6)
+        assert ((y > 1e-6).sum(axis=1) <= 2).all()  # itself and one partner at most
+        np.testing.assert_allclose(x[:, 0, 0, 0], y @ (10 * np.arange(n)), atol=1e-3)
+        assert np.ptp(x, axis=(1, 2, 3)).max() < 1e-3  # a blend of constants stays constant
+        weights += np.diag(y).tolist()  # weight of the face itself (1 when paired with itself)
+    mixed = [w for w in weights if 1e-3 < w < 1 - 1e-3]
+    assert len(mixed) > len(weights) // 2 and 0.25 < float(np.mean(mixed)) < 0.75
+    for (xa, ya), (xb, yb) in zip(draw(seed=5), draw(seed=5), strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(draw(seed=5)[0][1], draw(seed=6)[0][1])
+    near_ends = [w for _, y in draw(seed=5, alpha=0.1) for w in np.diag(y)]
+    assert np.mean([min(w, 1 - w) < 0.1 for w in near_ends]) > 0.6  # small alpha: mild mixing
+
+
 def test_class_weights_balance_the_total_cost() -> None:
     from emotionops.training.data import class_weights
 

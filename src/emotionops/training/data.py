@@ -174,6 +174,32 @@ def augmenter(params: AugmentParams | None, seed: int) -> Any:
     return keras.Sequential(steps, name="augment") if steps else None
 
 
+def mixup(batches: tf.data.Dataset, alpha: float, seed: int) -> tf.data.Dataset:
+    """mixup (Zhang et al., 2018) on a stream of (faces, target vectors) batches: each face is
+    blended with another face of its batch, and its target with that face's target, by one
+    weight per face drawn from Beta(alpha, alpha) (small alpha: most weights near 0 or 1).
+    The draws are stateless, keyed by seed and batch index, so a seed repeats its batches."""
+    import tensorflow as tf
+
+    def blend(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = batch
+        n = tf.shape(x)[0]
+        weight_key, partner_key = tf.unstack(
+            tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), step]))
+        )
+        g = tf.random.stateless_gamma([2, n], seed=weight_key, alpha=alpha)
+        lam = tf.math.divide_no_nan(g[0], g[0] + g[1])  # Beta(alpha, alpha) from two gammas
+        partner = tf.argsort(tf.random.stateless_uniform([n], seed=partner_key))
+        lam_x = tf.cast(tf.reshape(lam, [-1, 1, 1, 1]), x.dtype)
+        lam_y = tf.cast(tf.reshape(lam, [-1, 1]), y.dtype)
+        return (
+            lam_x * x + (1 - lam_x) * tf.gather(x, partner),
+            lam_y * y + (1 - lam_y) * tf.gather(y, partner),
+        )
+
+    return batches.enumerate().map(blend)
+
+
 def make_datasets(
     split_csv: Path,
     faces_root: Path,

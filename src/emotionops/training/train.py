@@ -507,7 +507,7 @@ def train(
     import mlflow
     from mlflow.models import infer_signature
 
-    from emotionops.training.data import SplitArrays, class_weights, make_datasets
+    from emotionops.training.data import SplitArrays, class_weights, make_datasets, mixup
     from emotionops.training.distill import distilled_targets_for
     from emotionops.training.export import export_tflite, parity_report
     from emotionops.training.models import build_from_params, build_partners, inference_model
@@ -557,8 +557,8 @@ def train(
         model = build_from_params(params, labels)
         optimizer = _optimizer(params)
         smoothing = params.label_smoothing
-        # Soft labels (distillation) and label smoothing need target vectors, not indices.
-        categorical = bool(smoothing or params.distill_from)
+        # Soft labels (distillation), label smoothing and mixup need target vectors.
+        categorical = bool(smoothing or params.distill_from or params.augment.mixup)
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
@@ -572,6 +572,8 @@ def train(
         if not params.distill_from:  # the distilled train stream already yields vectors
             train_ds = train_ds.map(lambda x, y: (x, _one_hot(y, n)))
         val_ds = val_ds.map(lambda x, y: (x, _one_hot(y, n))) if val_ds is not None else None
+    if params.augment.mixup:
+        train_ds = mixup(train_ds, params.augment.mixup, params.seed).prefetch(2)
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
