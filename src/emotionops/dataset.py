@@ -229,7 +229,12 @@ def dvc_output_hashes(
     project_dir: Path, outs: Iterable[str] = ("data/faces", "data/split.csv")
 ) -> dict[str, str]:
     """DVC's md5 of the given stage outputs, read from dvc.lock ({} when not versioned yet):
-    with them, `dvc checkout`/`dvc pull` can bring back the exact images a run saw."""
+    with them, `dvc checkout`/`dvc pull` can bring back the exact images a run saw.
+
+    A lock left by an earlier `dvc repro` may describe other data (e.g. after a plain
+    `emotionops split`): when a file output's md5 differs from the file here, {} (a wrong
+    hash in a run's tags is worse than none). Folder hashes are vouched for by the split
+    file, which lists every image with its sha256."""
     import yaml
 
     lock = Path(project_dir) / "dvc.lock"
@@ -244,6 +249,14 @@ def dvc_output_hashes(
         for out in stage.get("outs") or []:
             if out.get("path") in wanted and out.get("md5"):
                 found[out["path"]] = str(out["md5"])
+    for path, md5 in found.items():
+        if md5.endswith(".dir"):
+            continue
+        here = Path(project_dir) / path
+        actual = hashlib.md5(here.read_bytes()).hexdigest() if here.is_file() else None
+        if actual != md5:
+            log.warning("dvc.lock is stale for %s (run `dvc repro`): no DVC hashes logged", path)
+            return {}
     return found
 
 

@@ -256,7 +256,7 @@ MODEL_NAMES = ("small_cnn", "vgg", "mobilenet_v2", "resnet50", "pretrained")
 class TrainParams(_Section):
     model: str = "small_cnn"
     image_size: int = Field(48, ge=16, le=512, description="side of the stored face crops fed in")
-    width: float = Field(1.0, gt=0, le=8, description="small_cnn channel multiplier")
+    width: float = Field(1.0, gt=0, le=8, description="vgg/small_cnn channel multiplier")
     dropout: float = Field(0.3, ge=0, lt=1)
     backbone_size: int = Field(
         96, ge=32, le=512, description="side the pretrained backbones see (resized in the model)"

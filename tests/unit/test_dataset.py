@@ -156,13 +156,23 @@ def test_stats_summary_and_table(tmp_path) -> None:
     assert table.splitlines()[1].split() == ["happy", "1", "0", "1", "2", "50.0%"]
 
 
-def test_dvc_output_hashes_read_from_dvc_lock(tmp_path) -> None:
+def test_dvc_output_hashes_read_from_dvc_lock_unless_it_is_stale(tmp_path) -> None:
+    import hashlib
+
     from emotionops.dataset import dvc_output_hashes
 
     assert dvc_output_hashes(tmp_path) == {}
+    split = tmp_path / "data" / "split.csv"
+    split.parent.mkdir()
+    split.write_text("path,label,split,sha256\n")
+    md5 = hashlib.md5(split.read_bytes()).hexdigest()
     (tmp_path / "dvc.lock").write_text(
         "schema: '2.0'\nstages:\n  split:\n    cmd: emotionops split\n    outs:\n"
-        "    - path: data/split.csv\n      md5: abc123\n  clean:\n    outs:\n"
+        f"    - path: data/split.csv\n      md5: {md5}\n  clean:\n    outs:\n"
         "    - path: data/faces\n      md5: def456.dir\n    - path: data/images.csv\n      md5: x\n"
     )
-    assert dvc_output_hashes(tmp_path) == {"data/split.csv": "abc123", "data/faces": "def456.dir"}
+    assert dvc_output_hashes(tmp_path) == {"data/split.csv": md5, "data/faces": "def456.dir"}
+    split.write_text("path,label,split,sha256\nfaces/a.png,happy,train,00\n")  # split again
+    assert dvc_output_hashes(tmp_path) == {}
+    split.unlink()
+    assert dvc_output_hashes(tmp_path) == {}

@@ -105,6 +105,32 @@ def test_imagenet_weights_offline_fail_clearly_or_fall_back(offline: list[str], 
     assert time.monotonic() - started < 60
 
 
+def test_imagenet_fetch_from_a_silent_server_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a firewall that drops packets Keras' own fetch would wait forever: a real server
+    that accepts the connection and never answers must end in the clear error, not a hang."""
+    import socket
+    import time
+
+    from keras.src.applications import mobilenet_v2
+
+    from emotionops.training import models
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # the kernel completes the handshake; nothing is ever sent
+    try:
+        port = silent.getsockname()[1]
+        monkeypatch.setattr(mobilenet_v2, "BASE_WEIGHT_PATH", f"http://127.0.0.1:{port}/w/")
+        monkeypatch.setattr(models, "WEIGHTS_FETCH_TIMEOUT_S", 1.0)
+        started = time.monotonic()
+        with pytest.raises(ModelConfigError, match=r"cannot load imagenet weights.*timed out"):
+            build_model("mobilenet_v2", 32, 4, seed=1, weights="imagenet", backbone_size=96)
+        assert time.monotonic() - started < 30
+        assert socket.getdefaulttimeout() is None  # restored for the rest of the process
+    finally:
+        silent.close()
+
+
 # A pretrained FER model ------------------------------------------------------------------------
 def test_pretrained_model_is_wrapped_for_raw_pixels_and_relabelled(tmp_path: Path) -> None:
     import keras

@@ -4,9 +4,11 @@ take the same input and the edge cannot forget a preprocessing step."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,6 +177,21 @@ BACKBONES = {
 }
 
 
+#: longest silence while fetching ImageNet weights (Keras sets no timeout): behind a firewall
+#: that drops packets the fetch would otherwise hang the training run
+WEIGHTS_FETCH_TIMEOUT_S = 30.0
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def resolve_weights(weights: str) -> str | None:
     """`weights` param -> what keras.applications takes. A file must exist; `imagenet` is
     tried by `_backbone` (it needs the internet or Keras' cache)."""
@@ -221,8 +238,9 @@ def _backbone(
     wanted = resolve_weights(weights)
     kwargs = {"include_top": False, "input_shape": (backbone_size, backbone_size, 3)}
     try:
-        base = constructor(weights=wanted, **kwargs)
-    except Exception as exc:  # offline: keras raises a plain Exception("URL fetch failure...")
+        with _socket_timeout(WEIGHTS_FETCH_TIMEOUT_S):
+            base = constructor(weights=wanted, **kwargs)
+    except Exception as exc:  # offline: Exception("URL fetch failure..."), or a timeout
         if wanted != "imagenet" or not weights_fallback:
             raise ModelConfigError(
                 f"cannot load {weights} weights for {name}: {exc}. Offline? Put the weights "
