@@ -199,6 +199,7 @@ def run_accuracy(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                     "predict_ips": ours_rate, "epochs": result.epochs_run, "n_train": result.n_train,
                     "n_val": result.n_val, "n_test": result.n_test, "flip": result.test_flip_consistency,
                     "parity": result.tflite_parity, "network_acc": result.network_test_accuracy,
+                    "network_flip": result.network_flip_consistency,
                 }
             )  # fmt: skip
             from emotionops.training.models import resolve_partner, wrap_pretrained
@@ -269,7 +270,8 @@ def accuracy_table(results: list[dict[str, Any]], quick: bool):
     rows = [
         ("accuracy", "accuracy", ".3f"), ("macro-F1", "macro_f1", ".3f"),
         ("our network alone (no flip, no partners)", "network_acc", ".3f"),
-        ("flip consistency", "flip", ".3f"), ("training time (s, incl. teachers)", "train_s", ".0f"),
+        ("flip consistency", "flip", ".3f"), ("flip consistency, network alone", "network_flip", ".3f"),
+        ("training time (s, incl. teachers)", "train_s", ".0f"),
         ("training images/s", "train_ips", ".0f"), ("predict images/s (batch 256)", "predict_ips", ".0f"),
         ("epochs run", "epochs", "d"), ("train / val / test images", None, ""),
         ("TFLite parity (max |diff|)", "parity", ".1e"),

@@ -340,6 +340,8 @@ def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
     assert run.data.metrics["learning_rate"] < recipe.learning_rate  # the cosine ran to the cap
     assert result.network_test_accuracy is not None
     assert run.data.metrics["test_accuracy_network_alone"] == result.network_test_accuracy
+    flip = result.network_flip_consistency  # the deployed model's is 1.0 by construction
+    assert flip is not None and run.data.metrics["test_flip_consistency_network_alone"] == flip
     assert result.tflite_parity < 1e-4
 
     deployed = keras.models.load_model(tmp_path / "export" / "model.keras")

@@ -93,6 +93,8 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     #: the trained network alone, when flip averaging or partners make the deployed model
     network_test_accuracy: float | None = None
+    #: its flip check (the deployed model's is 1.0 by construction when it flip-averages)
+    network_flip_consistency: float | None = None
     #: the teachers' pass over the train split before fit (distillation), not in train_seconds
     distill_seconds: float | None = None
 
@@ -107,6 +109,7 @@ class TrainResult:
             "val_accuracy": self.val_accuracy,
             "test_flip_consistency": self.test_flip_consistency,
             "network_test_accuracy": self.network_test_accuracy,
+            "network_flip_consistency": self.network_flip_consistency,
             "epochs_run": self.epochs_run,
             "train_seconds": round(self.train_seconds, 2),
             "distill_seconds": None
@@ -447,6 +450,8 @@ def _composition(params: TrainParams, result: TrainResult) -> str:
         )
     if result.network_test_accuracy is not None:
         text += f". The trained network alone: test accuracy {result.network_test_accuracy:.3f}"
+        if result.network_flip_consistency is not None:
+            text += f", flip consistency {result.network_flip_consistency:.3f}"
     return text + "."
 
 
@@ -667,11 +672,18 @@ def train(
             metrics["predict_images_per_s"] = evaluation.predict_images_per_s
         if distill_seconds is not None:
             metrics["distill_seconds"] = distill_seconds
-        network_accuracy = None
-        if final is not network:  # what flip averaging / partners add, for the record
-            alone = np.asarray(network.predict(test.images, batch_size=256, verbose=0))
-            network_accuracy = float(np.mean(alone.argmax(1) == test.labels))
-            metrics["test_accuracy_network_alone"] = network_accuracy
+        alone: Evaluation | None = None
+        if final is not network:
+            # What flip averaging / partners add, for the record; and the flip check of the
+            # network itself (a flip-averaged model is mirror-invariant by construction).
+            alone = evaluate_probs(
+                lambda x: np.asarray(network.predict(x, batch_size=256, verbose=0)),
+                test.images,
+                test.labels,
+                list(labels),
+            )
+            metrics["test_accuracy_network_alone"] = alone.accuracy
+            metrics["test_flip_consistency_network_alone"] = alone.flip_consistency
         mlflow.log_metrics(metrics)
 
         with tempfile.TemporaryDirectory(prefix="emotionops-train-") as tmp:
@@ -734,7 +746,8 @@ def train(
                 train_images_per_s=images_per_s,
                 predict_images_per_s=evaluation.predict_images_per_s,
                 history=hist,
-                network_test_accuracy=network_accuracy,
+                network_test_accuracy=alone.accuracy if alone else None,
+                network_flip_consistency=alone.flip_consistency if alone else None,
                 distill_seconds=distill_seconds,
             )
             card = model_card(
