@@ -377,13 +377,16 @@ def evaluate(
         str,
         typer.Option(
             help="runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version>, or a file: "
-            ".keras/.h5, .tflite (labels.json beside it) or a folder holding model.keras."
+            ".keras/.h5, .tflite (labels.json beside it) or a folder holding model.keras or "
+            "model.tflite."
         ),
     ] = "models:/emotion-classifier@champion",
     data: Annotated[
         str,
         typer.Option(
-            help="test | val | train (the project's frozen split) or a folder of class folders."
+            help="test | val | train (the project's frozen split) or a folder of class folders "
+            "(its classes map onto the labels through params dataset.label_map / ignore; a "
+            "split layout such as fer2013/ is refused: name one split, e.g. fer2013/publictest)."
         ),
     ] = "test",
     out: Annotated[
@@ -413,7 +416,8 @@ def evaluate(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Evaluate any model on the frozen test split or an external labelled folder: accuracy,
-    macro-F1, per-class metrics, confusion matrix, and the flip-consistency check."""
+    macro-F1, per-class metrics, confusion matrix, and the flip-consistency check (share of
+    faces whose label survives a mirror; params evaluate.flip_check)."""
     from emotionops.pipeline import stage_evaluate
 
     settings, params, _ = _context()

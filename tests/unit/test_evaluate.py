@@ -126,6 +126,17 @@ def test_external_folder_is_mapped_like_an_import(tmp_path: Path) -> None:
         folder_eval_set(tmp_path, LABELS, 48, label_map={"surprised": "surprise"})
 
 
+def test_a_split_layout_must_be_evaluated_one_split_at_a_time(tmp_path: Path) -> None:
+    """fer2013/ holds train/ and publictest/: scoring both at once would mix training images
+    into the figures, so the error names the split folders to choose from."""
+    for split in ("train", "publictest"):
+        (tmp_path / split / "happy").mkdir(parents=True)
+        Image.fromarray(np.full((48, 48), 90, np.uint8)).save(tmp_path / split / "happy" / "0.png")
+    with pytest.raises(EvaluationError, match=r"split folders \(publictest, train\).*publictest"):
+        folder_eval_set(tmp_path, LABELS, 48)
+    assert len(folder_eval_set(tmp_path / "publictest", LABELS, 48).labels) == 1
+
+
 def test_model_files_keras_and_tflite(tmp_path: Path) -> None:
     from emotionops.training.export import export_tflite
     from emotionops.training.models import build_model

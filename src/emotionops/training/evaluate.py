@@ -414,11 +414,20 @@ def folder_eval_set(
     ignore: Sequence[str] = (),
     limit_per_class: int | None = None,
 ) -> EvalSet:
-    """An external labelled folder (class folders, or a split layout), read like an import:
-    classes map onto `labels` (label_map, ignore); unreadable files are errors."""
-    from emotionops.importers import decode_gray, map_label, scan_folder, square_resize
+    """An external labelled folder of class folders, read like an import: classes map onto
+    `labels` (label_map, ignore); unreadable files are errors. A split layout (train/,
+    publictest/ ...) is refused: scoring its training images with its test images would
+    inflate every figure, so the caller names the split to score."""
+    from emotionops.importers import SPLIT_DIRS, decode_gray, map_label, scan_folder, square_resize
     from emotionops.params import DatasetParams
 
+    splits = sorted(d.name for d in Path(folder).glob("*/") if d.name.lower() in SPLIT_DIRS)
+    if splits:
+        tests = [name for name in splits if SPLIT_DIRS[name.lower()] == "test"]
+        raise EvaluationError(
+            f"{folder} holds split folders ({', '.join(splits)}): evaluate one of them, "
+            f"e.g. {Path(folder) / (tests or splits)[0]}"
+        )
     mapping = DatasetParams(label_map=dict(label_map or {}), ignore=list(ignore))
     items = scan_folder(Path(folder), "hash")
     index = {lab: i for i, lab in enumerate(labels)}
