@@ -65,7 +65,7 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.epochs:
         updates["epochs"] = args.epochs
     if args.quick and not args.epochs:
-        updates["epochs"] = 1
+        updates.update(epochs=1, warmup_epochs=0)  # a warm-up must be shorter than the run
     if args.max_minutes:
         updates["max_minutes"] = args.max_minutes
     if args.precision:
