@@ -51,10 +51,11 @@ def test_target_lines_judge_our_rows_only(bench) -> None:
 
 
 def test_quick_accuracy_run_prints_the_table_and_verdicts(
-    bench, real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bench, real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
     """A smoke run of the real path (import, clean, split, train, evaluate, peers) on a FER2013
     subset: the table holds our column and the peers', on the same test images."""
+    monkeypatch.setenv("COLUMNS", "200")  # rich: one line per table row, headers unwrapped
     assert bench.main([
         "--quick", "--only", "accuracy", "--labels", "4", "--data", str(real_data),
         "--work", str(tmp_path), "--set", "width=0.25",
