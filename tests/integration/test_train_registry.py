@@ -79,6 +79,14 @@ def test_run_logs_params_epoch_metrics_and_artifacts(
     assert float(run.data.tags["tflite_parity"]) < 1e-3
     assert run.data.params["augment.rotation"] == "0.04"  # nested params flattened
     assert run.data.tags["dvc.data/split.csv"] == "0123abcd"
+    from emotionops.training.train import git_commit
+
+    assert run.data.tags.get("git_commit") == git_commit()  # the checkout's HEAD (None: no git)
+    info = mlflow.models.get_model_info(trained.model_uri)
+    (spec,) = info.signature.inputs.to_dict()
+    assert list(spec["tensor-spec"]["shape"]) == [-1, 48, 48, 1]  # raw pixels, any batch
+    assert list(info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 3]
+    assert info.saved_input_example_info is not None
     assert (trained.n_train, trained.n_val, trained.n_test) == (45, 9, 12)
     assert trained.epochs_run == EPOCHS
 
