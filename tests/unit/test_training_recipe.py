@@ -23,7 +23,12 @@ from emotionops.training.models import (
     mirror_layer,
     resolve_partner,
 )
-from emotionops.training.train import another_epoch_fits, decay_progress, learning_rate_at
+from emotionops.training.train import (
+    another_epoch_fits,
+    decay_progress,
+    learning_rate_at,
+    validation_callbacks,
+)
 
 LABELS = ["happy", "sad", "surprise", "neutral"]
 
@@ -157,6 +162,34 @@ def test_another_epoch_runs_only_if_it_ends_at_most_half_an_epoch_past_the_budge
     elapsed: float, epoch: float, budget: float, fits: bool
 ) -> None:
     assert another_epoch_fits(elapsed, epoch, budget) is fits
+
+
+def test_early_stopping_and_the_plateau_halving_follow_monitor() -> None:
+    """val_accuracy peaks at epoch 0 while val_loss keeps falling: with monitor val_accuracy
+    the run stops after `patience` stalled epochs, the rate was halved, and the weights of
+    the best epoch come back (a val_loss monitor would have done none of this)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    params = TrainParams(monitor="val_accuracy", lr_schedule="plateau", epochs=20)
+    callbacks = validation_callbacks(params, patience=2)
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    best = [w.copy() for w in model.get_weights()]
+    for epoch, accuracy in enumerate([0.8, 0.7, 0.7, 0.7, 0.7]):
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": 1 - 0.1 * epoch})
+        model.set_weights([w + 1 for w in model.get_weights()])  # training moves on
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+    assert epoch == 2
+    assert float(model.optimizer.learning_rate) < 0.1
+    for restored, expected in zip(model.get_weights(), best, strict=True):
+        np.testing.assert_array_equal(restored, expected)
 
 
 def test_weight_decay_needs_an_optimizer_that_applies_it() -> None:

@@ -334,6 +334,26 @@ def _callbacks(
     return [EpochLog(), Plan()], timing
 
 
+def validation_callbacks(params: TrainParams, patience: int) -> list[keras.callbacks.Callback]:
+    """Early stopping on `monitor` with the best epoch's weights restored, and for the
+    plateau schedule a halving of the rate when that same metric stalls."""
+    import keras
+
+    mode = "min" if params.monitor.endswith("loss") else "max"  # said, not guessed by Keras
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(
+            monitor=params.monitor, mode=mode, patience=patience, restore_best_weights=True
+        )
+    ]
+    if params.lr_schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=params.monitor, mode=mode, factor=0.5, patience=max(1, patience // 2)
+            )
+        )
+    return callbacks
+
+
 # Artifacts -------------------------------------------------------------------------------
 def write_history(history: dict[str, list[float]], out: Path) -> Path:
     """history.csv (one row per epoch; DVC plots read it) and training_curves.png."""
@@ -613,17 +633,7 @@ def train(
 
         callbacks, timing = _callbacks(params, steps, images_per_epoch, progress)
         if val_ds is not None:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=params.monitor, patience=patience, restore_best_weights=True
-                )
-            )
-            if params.lr_schedule == "plateau":
-                callbacks.append(
-                    keras.callbacks.ReduceLROnPlateau(
-                        monitor="val_loss", factor=0.5, patience=max(1, patience // 2)
-                    )
-                )
+            callbacks += validation_callbacks(params, patience)
         fit_start = time.perf_counter()
         history = model.fit(
             train_ds,
