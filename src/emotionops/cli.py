@@ -376,7 +376,8 @@ def evaluate(
     model: Annotated[
         str,
         typer.Option(
-            help="runs:/<run id>, models:/<name>@<alias>, models:/<name>/<version>, or a file: "
+            help="runs:/<run id> (or runs:/<run id>/tflite, what the edge runs), "
+            "models:/<name>@<alias>, models:/<name>/<version>, or a file: "
             ".keras/.h5, .tflite (labels.json beside it) or a folder holding model.keras or "
             "model.tflite."
         ),

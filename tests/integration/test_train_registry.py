@@ -175,13 +175,14 @@ def test_evaluate_any_model_reference(trained, mlflow_server: str, faces_root: P
     test = load_arrays(root / "split.csv", root, LABELS, 48)["test"]
     accuracies = []
     for ref in (f"runs:/{trained.run_id}", f"models:/{name}@champion", f"models:/{name}/1",
-                str(root / "export"), str(root / "export" / "model.tflite")):  # fmt: skip
+                str(root / "export"), str(root / "export" / "model.tflite"),
+                f"runs:/{trained.run_id}/tflite"):  # fmt: skip
         model = load_model(ref, mlflow_server)
         assert model.labels == LABELS, ref
         ev = evaluate_probs(model.predict, test.images, test.labels, LABELS)
         accuracies.append(ev.accuracy)
         assert ev.confusion == trained.confusion, ref
-    assert accuracies == [pytest.approx(trained.test_accuracy)] * 5
+    assert accuracies == [pytest.approx(trained.test_accuracy)] * 6
     from emotionops.training.evaluate import EvaluationError
 
     with pytest.raises(EvaluationError, match="cannot load models:/no-such-model@champion"):

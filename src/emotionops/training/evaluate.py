@@ -1,6 +1,6 @@
 """Evaluation: the same metrics for any model on any labelled face set.
 
-A model is a training run (`runs:/<id>`), a registry URI (`models:/<name>@champion`,
+A model is a training run (`runs:/<id>`, or `runs:/<id>/tflite` for its TFLite export), a registry URI (`models:/<name>@champion`,
 `models:/<name>/3`), or a file: a Keras model (.keras/.h5, or a folder holding model.keras),
 a TFLite model (.tflite, labels.json beside it) or a foreign FER model (wrapped with
 `--input-scale` and `--model-labels`). The data is the project's frozen test split (or
@@ -16,8 +16,11 @@ are read by `emotionops warehouse load-run`: keep them stable.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -375,6 +378,15 @@ def _load_tracked(ref: str, tracking_uri: str | None, batch_size: int) -> Loaded
             else:
                 raise EvaluationError(f"{ref}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
         labels = _run_labels(tracking_uri, run_id)
+        artifact = ref.removeprefix("runs:/").strip("/").partition("/")[2]
+        if ref.startswith("runs:/") and artifact not in ("", "model"):
+            # An artifact folder such as tflite/ (what the edge pulls): scored as that file.
+            scratch = Path(tempfile.mkdtemp(prefix="emotionops-eval-"))
+            atexit.register(shutil.rmtree, scratch, True)
+            local = Path(mlflow.artifacts.download_artifacts(ref, dst_path=str(scratch)))
+            tflite = local / "model.tflite" if local.is_dir() else local
+            if tflite.suffix == ".tflite" and tflite.is_file():
+                return _tflite_model(tflite, labels)
         model = mlflow.tensorflow.load_model(uri)
     except MlflowException as exc:
         raise EvaluationError(f"cannot load {ref} from {tracking_uri}: {exc.message}") from exc
