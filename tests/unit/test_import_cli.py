@@ -91,3 +91,40 @@ def test_evaluate_and_train_without_data_fail_clearly(project: Path) -> None:
     clear_error(
         run(project, "evaluate", "--model", "models:/x@champion"), "needs an MLflow tracking URI"
     )
+
+
+def test_evaluate_a_model_file_on_a_labelled_folder(project: Path, tmp_path: Path) -> None:
+    """Folder classes map through params (label_map, ignore), the per-class table and the
+    summary reach the user, the artifacts land in --out; a split layout is refused."""
+    import json
+
+    from emotionops.training.models import build_model
+
+    labels = ["happy", "sad", "surprise", "neutral"]
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    build_model("small_cnn", 48, 4, seed=1, width=0.5).save(model_dir / "model.keras")
+    (model_dir / "labels.json").write_text(json.dumps({"labels": labels, "image_size": 48}))
+    params = project / "params.yaml"
+    params.write_text(
+        params.read_text().replace("label_map: {}", "label_map: {surprised: surprise}")
+    )
+    data = faces(tmp_path / "external", {"happy": 3, "Surprised": 2, "angry": 4})
+
+    result = run(project, "evaluate", "--model", str(model_dir), "--data", str(data),
+                 "--out", str(tmp_path / "report"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    assert (
+        rows["happy"][-1] == "3" and rows["surprise"][-1] == "2"
+    )  # angry ignored, Surprised mapped
+    assert "5 images, accuracy" in result.stdout and "flip consistency" in result.stdout
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n_images"] == 5
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
+
+    layout = tmp_path / "layout"
+    faces(layout / "train", {"happy": 1})
+    faces(layout / "test", {"happy": 1})
+    clear_error(run(project, "evaluate", "--model", str(model_dir), "--data", str(layout)),
+                "holds split folders (test, train)", "/test")  # fmt: skip
