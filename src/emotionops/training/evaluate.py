@@ -1,7 +1,7 @@
 """Evaluation: the same metrics for any model on any labelled face set.
 
-A model is a training run (`runs:/<id>`, or `runs:/<id>/tflite` for its TFLite export), a registry URI (`models:/<name>@champion`,
-`models:/<name>/3`), or a file: a Keras model (.keras/.h5, or a folder holding model.keras),
+A model is a training run (`runs:/<id>`, or `runs:/<id>/tflite` for its TFLite export), a
+registry URI (`models:/<name>@champion`, `models:/<name>/3`), or a file: a Keras model (.keras/.h5, or a folder holding model.keras),
 a TFLite model (.tflite, labels.json beside it) or a foreign FER model (wrapped with
 `--input-scale` and `--model-labels`). The data is the project's frozen test split (or
 another split) or any external folder of class folders, mapped onto the labels like an
