@@ -1,11 +1,11 @@
 """Evaluation: the same metrics for any model on any labelled face set.
 
 A model is a training run (`runs:/<id>`, or `runs:/<id>/tflite` for its TFLite export), a
-registry URI (`models:/<name>@champion`, `models:/<name>/3`), or a file: a Keras model (.keras/.h5, or a folder holding model.keras),
-a TFLite model (.tflite, labels.json beside it) or a foreign FER model (wrapped with
-`--input-scale` and `--model-labels`). The data is the project's frozen test split (or
-another split) or any external folder of class folders, mapped onto the labels like an
-import. Metrics: accuracy, macro-F1, per-class precision/recall/specificity/F1/support, the
+registry URI (`models:/<name>@champion`, `models:/<name>/3`), or a file: a Keras model
+(.keras/.h5, or a folder holding model.keras), a TFLite model (.tflite, labels.json beside
+it) or a foreign FER model (wrapped with `--input-scale` and `--model-labels`). The data is
+the project's frozen test split (or another split) or any external folder of class folders
+(one split of a split layout), mapped onto the labels like an import. Metrics: accuracy, macro-F1, per-class precision/recall/specificity/F1/support, the
 confusion matrix (counts and row-normalised, CSV + PNG) and a behavioural check: the share
 of faces whose predicted label survives a horizontal flip (a mirrored face keeps its
 emotion), plus prediction throughput.
