@@ -246,7 +246,9 @@ class LoadedModel:
         return [self.labels.index(lab) for lab in labels]
 
 
-def _keras_predictor(model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+def keras_predictor(model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A Keras model as `evaluate_probs` takes it: images -> probabilities (numpy)."""
+
     def predict(x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
@@ -330,7 +332,7 @@ def _keras_model(model: Any, labels: list[str], description: str, batch_size: in
     n_out = model.output_shape[-1]
     if n_out != len(labels):
         raise EvaluationError(f"{description}: {n_out} outputs but {len(labels)} labels {labels}")
-    return LoadedModel(_keras_predictor(model, batch_size), labels, int(shape[1]), description)
+    return LoadedModel(keras_predictor(model, batch_size), labels, int(shape[1]), description)
 
 
 def _tflite_model(path: Path, labels: list[str]) -> LoadedModel:

@@ -45,6 +45,7 @@ from emotionops.training.evaluate import (  # noqa: F401
     Evaluation,
     confusion_matrix,
     evaluate_probs,
+    keras_predictor,
     per_class_metrics,
     write_evaluation,
 )
@@ -667,7 +668,7 @@ def train(
 
         test = data.arrays["test"]
         evaluation = evaluate_probs(
-            lambda x: np.asarray(final.predict(x, batch_size=256, verbose=0)),
+            keras_predictor(final, 256),
             test.images,
             test.labels,
             list(labels),
@@ -687,7 +688,7 @@ def train(
             # What flip averaging / partners add, for the record; and the flip check of the
             # network itself (a flip-averaged model is mirror-invariant by construction).
             alone = evaluate_probs(
-                lambda x: np.asarray(network.predict(x, batch_size=256, verbose=0)),
+                keras_predictor(network, 256),
                 test.images,
                 test.labels,
                 list(labels),
