@@ -12,10 +12,16 @@ UV := $(BOOTSTRAP_PY) -m uv
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test lint format test-unit test-integration test-dags bench mlflow-ui airflow lock clean-data
+.PHONY: help setup demo test lint format test-unit test-integration test-dags bench mlflow-ui airflow airflow-stop lock clean-data
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Layout: dags/ (wiring only), plugins/, scripts/ (local Airflow), bench/, tests/, and"
+	@echo "src/emotionops/ with one package per stage: acquire/ (scrape, urls, guard, download),"
+	@echo "clean/ (images, quality, faces), dataset/ (importers, split, dvc), validation/,"
+	@echo "warehouse/, training/, registry.py, tracking.py, edge/, api/; pipeline.py runs a stage,"
+	@echo "cli.py exposes it. Knobs: params.yaml. Endpoints and secrets: settings.py (EMOTIONOPS_*)."
 
 # --- set-up ------------------------------------------------------------------------------
 .PHONY: uv
@@ -75,8 +81,7 @@ demo: setup ## Run the whole pipeline end to end on embedded defaults (IMAGES=di
 
 test: setup lint ## Run all tests (unit, integration, DAG) in both environments
 	$(VENV)/bin/pytest -m "not dags" $(PYTEST_ARGS)
-	EMOTIONOPS_CLI=$(CURDIR)/$(VENV)/bin/emotionops EMOTIONOPS_ML_VENV=$(CURDIR)/$(VENV) \
-	  $(AIRFLOW_VENV)/bin/pytest -m dags tests/dags $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-dags
 
 # --- development -------------------------------------------------------------------------
 lint: $(VENV)/.installed ## ruff lint + format check
@@ -87,8 +92,21 @@ format: $(VENV)/.installed ## ruff fix + format
 	$(VENV)/bin/ruff check --fix src tests dags plugins bench
 	$(VENV)/bin/ruff format src tests dags plugins bench
 
-test-unit: setup ## Fast unit tests only
+test-unit: setup ## Fast unit tests only (tests/unit)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup ## Integration and end-to-end tests (real MLflow, Chromium, PostgreSQL, DVC)
+	$(VENV)/bin/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+test-dags: setup ## DAG tests in the Airflow environment (DagBag integrity, dag.test() runs)
+	EMOTIONOPS_CLI=$(CURDIR)/$(VENV)/bin/emotionops EMOTIONOPS_ML_VENV=$(CURDIR)/$(VENV) \
+	  $(AIRFLOW_VENV)/bin/pytest -m dags tests/dags $(PYTEST_ARGS)
+
+airflow: setup ## Start a local Airflow with the project's DAGs on a free port; prints URL and password file
+	@scripts/airflow-local.sh start
+
+airflow-stop: ## Stop the local Airflow started by `make airflow` (every child process)
+	@scripts/airflow-local.sh stop
 
 mlflow-ui: $(VENV)/.installed ## Serve the demo's MLflow store in the MLflow UI (PORT=5000)
 	$(VENV)/bin/emotionops mlflow-server --port $(PORT)

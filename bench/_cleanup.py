@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotionops import imagequality as iq
-from emotionops.cartoons import STYLES, encode_like_web, make_drawing
-from emotionops.images import clean_images, read_image
+from _drawings import STYLES, encode_like_web, make_drawing
+from emotionops.acquire.scrape.synthetic import make_face
+from emotionops.clean import quality as iq
+from emotionops.clean.images import clean_images, read_image
 from emotionops.params import ImagesParams
-from emotionops.scrape.synthetic import make_face
 
 REAL_DATA = Path(
     os.environ.get("EMOTIONOPS_REAL_DATA", Path(__file__).resolve().parents[1] / "../shared/data")

@@ -25,9 +25,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from emotionops.download import Downloader
+from emotionops.acquire.download import Downloader
+from emotionops.acquire.urls import url_sha256
 from emotionops.params import DownloadParams
-from emotionops.urls import url_sha256
 
 LATENCY_MS = (50, 200)
 

@@ -23,10 +23,10 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 def run(quick: bool = False) -> list[tuple[str, str, str]]:
-    from emotionops.scrape.driver import make_driver, scrape
-    from emotionops.scrape.engines import get_engine
-    from emotionops.scrape.standin import SearchStandin
-    from emotionops.scrape.synthetic import generate_labelled_set
+    from emotionops.acquire.scrape.driver import make_driver, scrape
+    from emotionops.acquire.scrape.engines import get_engine
+    from emotionops.acquire.scrape.standin import SearchStandin
+    from emotionops.acquire.scrape.synthetic import generate_labelled_set
 
     per_label = 10 if quick else 50
     total = per_label * len(LABELS)

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
+    # The drawing generator (tests/_drawings.py) is test and bench code, not the product's.
+    sys.path.insert(1, str(Path(__file__).parents[1] / "tests"))
     from rich.console import Console
     from rich.table import Table
 

@@ -105,7 +105,7 @@ def subset(src: Path, dst: Path, total: int) -> Path:
 # Accuracy ----------------------------------------------------------------------------------
 def prepare(work: Path, fer: Path, labels: list[str], quick: bool, shared: Path | None) -> Any:
     """A project folder with FER2013 imported, cleaned and split for `labels`."""
-    from emotionops.importers import import_source
+    from emotionops.dataset.importers import import_source
     from emotionops.params import load_params
     from emotionops.pipeline import DataPaths, stage_clean, stage_split
     from emotionops.settings import Settings
@@ -150,10 +150,11 @@ def predict_rate(predict, x) -> float:
 def run_accuracy(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     import numpy as np
 
-    from emotionops.mlflow_server import LocalMlflowServer
     from emotionops.params import DEFAULT_LABELS, FER2013_LABELS
     from emotionops.pipeline import DataPaths
+    from emotionops.tracking import LocalMlflowServer
     from emotionops.training.evaluate import evaluate_probs, split_eval_set
+    from emotionops.training.hardware import resolve_precision
     from emotionops.training.train import train
 
     fer = data_root(args.data) / "fer2013"
@@ -191,7 +192,8 @@ def run_accuracy(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             )
             results.append(
                 {
-                    "who": f"ours ({tparams.model})", "labels": n, "accuracy": result.test_accuracy,
+                    "who": f"ours ({tparams.model}, {resolve_precision(tparams.precision)})",
+                    "labels": n, "accuracy": result.test_accuracy,
                     "macro_f1": result.test_macro_f1, "recall": {k: v["recall"] for k, v in result.per_class.items()},
                     # the teachers' pass (distillation) is part of what a retraining costs
                     "train_s": result.train_seconds + (result.distill_seconds or 0.0),
@@ -378,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override train.epochs")
     parser.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     parser.add_argument(
-        "--precision", choices=("float32", "mixed_bfloat16"), help="override train.precision"
+        "--precision",
+        choices=("auto", "float32", "mixed_bfloat16"),
+        help="override train.precision (auto: bfloat16 only where the CPU has it natively)",
     )
     parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a train param (YAML value)"
@@ -393,7 +397,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from rich.console import Console
 
+    from emotionops.training.hardware import cpu_model, native_bfloat16, resolve_precision
+
     console = Console()
+    # Every figure below is of this CPU: name it, and what `precision: auto` picks on it.
+    console.print(
+        f"CPU: {cpu_model()}; native bfloat16: {'yes' if native_bfloat16() else 'no'}; "
+        f"train.precision auto -> {resolve_precision('auto')}"
+    )
     with tempfile.TemporaryDirectory(prefix="emotionops-bench-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -79,3 +79,35 @@ def fer_like_model(path: Path) -> Path:
     out = keras.layers.Activation("softmax", name="predictions")(x)
     keras.Model(inp, out).save(path)
     return path
+
+
+#: The small recipe unit and integration tests train with (seconds on a few bar faces): a
+#: compact CNN, Adam, float32, no partners, no time budget. The product's recipe is
+#: params.yaml's `train` section (== TrainParams()); tests of that recipe load it.
+TINY_TRAIN = {
+    "model": "small_cnn",
+    "dropout": 0.3,
+    "partners": [],
+    "flip_average": False,
+    "epochs": 8,
+    "batch_size": 32,
+    "learning_rate": 0.002,
+    "optimizer": "adam",
+    "warmup_epochs": 0,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "monitor": "val_loss",
+    "patience": 5,
+    "balance": "class_weight",
+    "augment": {"rotation": 0.04, "shift": 0.08, "zoom": 0.1, "brightness": 0.15, "contrast": 0.2},
+    "precision": "float32",
+    "max_minutes": None,
+}
+
+
+def tiny_train_params(**overrides: object):  # -> TrainParams (imported lazily: both venvs)
+    """TrainParams of the tiny test recipe, with `overrides` (an `augment` dict or object
+    replaces the tiny augmentation as a whole)."""
+    from emotionops.params import TrainParams
+
+    return TrainParams.model_validate({**TINY_TRAIN, **overrides})

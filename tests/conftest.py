@@ -19,7 +19,7 @@ REAL_DATA = Path(
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MLflow tracking server (SQLite + local artifacts); yields its URL."""
-    from emotionops.mlflow_server import LocalMlflowServer
+    from emotionops.tracking import LocalMlflowServer
 
     store = tmp_path_factory.mktemp("mlflow")
     with LocalMlflowServer(store) as server:

@@ -85,9 +85,9 @@ def standin_serve(
 ) -> None:
     """Serve a labelled image folder behind a search page (consent overlay, infinite scroll,
     side panel) so the Selenium scraper can be run and tested offline."""
+    from emotionops.acquire.scrape.standin import SearchStandin
+    from emotionops.acquire.scrape.synthetic import generate_labelled_set
     from emotionops.pipeline import DataPaths
-    from emotionops.scrape.standin import SearchStandin
-    from emotionops.scrape.synthetic import generate_labelled_set
 
     settings, params, _ = _context()
     if root is None:
@@ -123,8 +123,8 @@ def scrape(
 ) -> None:
     """Scrape full-size face image URLs per label (Selenium, headless Chromium) into the run's
     manifest; caps, delays and engines come from params.yaml (scrape:). Resumable."""
+    from emotionops.acquire.scrape.engines import get_engine
     from emotionops.pipeline import stage_scrape
-    from emotionops.scrape.engines import get_engine
 
     settings, params, run_date = _context(run_date)
     url = search_url or settings.search_url
@@ -152,7 +152,7 @@ def canary(
 
     Exit 0 when healthy; 1 with a one-line reason (service down, a named selector that no
     longer matches, too few results); 2 for configuration mistakes."""
-    from emotionops.scrape.canary import run_canary
+    from emotionops.acquire.scrape.canary import run_canary
 
     settings, params, _ = _context()
     result = run_canary(
@@ -197,7 +197,7 @@ def split() -> None:
     (images per label and split: data/dataset_stats.json)."""
     import json
 
-    from emotionops.dataset import format_stats
+    from emotionops.dataset.split import format_stats
     from emotionops.pipeline import DataPaths, stage_split
 
     settings, params, _ = _context()
@@ -239,7 +239,7 @@ def import_(
     clean and split stages then version and split it with the scraped faces."""
     import re
 
-    from emotionops.importers import import_source, resolve_source_path
+    from emotionops.dataset.importers import import_source, resolve_source_path
     from emotionops.params import SOURCE_SPLITS, DatasetSource
     from emotionops.pipeline import DataPaths
 
@@ -344,12 +344,16 @@ def train(
     and promote when better."""
     from contextlib import nullcontext
 
-    from emotionops.demo import _tracking_server
     from emotionops.pipeline import stage_train
+    from emotionops.tracking import tracking_server
 
     settings, params, run_date = _context(run_date)
     uri = tracking_uri or settings.mlflow_tracking_uri
-    server = nullcontext(uri) if uri or not local_mlflow else _tracking_server(settings)
+    server = (
+        nullcontext(uri)
+        if uri or not local_mlflow
+        else tracking_server(None, settings.mlflow_store)
+    )
     with server as started:
         result, promotion = stage_train(
             settings,
@@ -374,14 +378,15 @@ def train(
 @app.command()
 def evaluate(
     model: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="runs:/<run id> (or runs:/<run id>/tflite, what the edge runs), "
             "models:/<name>@<alias>, models:/<name>/<version>, or a file: "
             ".keras/.h5, .tflite (labels.json beside it) or a folder holding model.keras or "
-            "model.tflite."
+            "model.tflite. Default: the champion, models:/<EMOTIONOPS_MODEL_NAME>@champion.",
+            show_default=False,
         ),
-    ] = "models:/emotion-classifier@champion",
+    ] = None,
     data: Annotated[
         str,
         typer.Option(
@@ -425,11 +430,7 @@ def evaluate(
     if input_scale not in ("raw", "unit", "symmetric"):
         raise EmotionOpsError(f"--input-scale must be raw, unit or symmetric, got {input_scale!r}")
     split_list = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
-    ref = (
-        model.replace("emotion-classifier", settings.model_name, 1)
-        if model.startswith("models:/emotion-classifier@")
-        else model
-    )
+    ref = model or f"models:/{settings.model_name}@champion"
     result = stage_evaluate(
         settings,
         params,
@@ -583,14 +584,14 @@ def mlflow_server(
     """Serve the embedded MLflow store (the demo's runs and registered models) in the MLflow UI."""
     import os
 
-    from emotionops.mlflow_server import MlflowServerError, port_in_use, server_command
+    from emotionops.tracking import TrackingError, port_in_use, server_command
 
     settings, _, _ = _context()
     store = settings.mlflow_store
     if not (store / "mlflow.db").is_file():
         raise EmotionOpsError(f"no MLflow store at {store}: run `make demo` first")
     if port_in_use(host, port):
-        raise MlflowServerError(f"port {port} is in use: pass --port (make mlflow-ui PORT=...)")
+        raise TrackingError(f"port {port} is in use: pass --port (make mlflow-ui PORT=...)")
     console.print(f"MLflow UI at http://{host}:{port} (Ctrl-C to stop)")
     cmd = server_command(store, host, port)
     os.execve(cmd[0], cmd, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})

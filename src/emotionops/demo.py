@@ -21,6 +21,7 @@ from emotionops import pipeline
 from emotionops.errors import EmotionOpsError
 from emotionops.params import Params
 from emotionops.settings import Settings
+from emotionops.tracking import tracking_server
 
 console = Console(stderr=True)
 
@@ -45,20 +46,8 @@ class DemoSummary:
 
 
 @contextmanager
-def _tracking_server(settings: Settings) -> Iterator[str]:
-    if settings.mlflow_tracking_uri:
-        yield settings.mlflow_tracking_uri
-        return
-    from emotionops.mlflow_server import LocalMlflowServer
-
-    console.print(f"starting a local MLflow server on {settings.mlflow_store} ...")
-    with LocalMlflowServer(settings.mlflow_store) as server:
-        yield server.url
-
-
-@contextmanager
 def _search_standin(root: Path, params: Params) -> Iterator[str]:
-    from emotionops.scrape.standin import SearchStandin
+    from emotionops.acquire.scrape.standin import SearchStandin
 
     server = SearchStandin(root, page_size=params.standin.page_size)
     try:
@@ -75,9 +64,11 @@ def run_demo(
     video: Path | None = None,
 ) -> DemoSummary:
     """Run scrape -> URLs -> download -> clean/split (DVC) -> warehouse -> train/register ->
-    edge, and print a summary. Safe to run again: nothing is duplicated."""
-    from emotionops.scrape.synthetic import generate_labelled_set
+    edge, and print a summary. Safe to run again: nothing is duplicated. Trains with
+    params.yaml's short demo recipe (`demo.train`), sized for the few drawn faces."""
+    from emotionops.acquire.scrape.synthetic import generate_labelled_set
 
+    params = params.demo_params()
     paths = pipeline.DataPaths(settings.data_path)
     paths.root.mkdir(parents=True, exist_ok=True)
     if images is not None and not images.is_dir():
@@ -92,7 +83,10 @@ def run_demo(
         update={"download_allow_hosts": [*settings.download_allow_hosts, "127.0.0.1"]}
     )
     s = DemoSummary(model_name=settings.model_name)
-    with _search_standin(root, params) as search_url, _tracking_server(settings) as tracking_uri:
+    with (
+        _search_standin(root, params) as search_url,
+        tracking_server(settings.mlflow_tracking_uri, settings.mlflow_store) as tracking_uri,
+    ):
         s.tracking_uri = tracking_uri
         s.step(
             "scrape",

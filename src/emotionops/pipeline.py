@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from emotionops.csvio import read_records, write_records
 from emotionops.errors import EmotionOpsError
+from emotionops.files import read_records, write_records
 from emotionops.params import Params
 from emotionops.settings import Settings
 
@@ -52,7 +52,7 @@ class DataPaths:
 
     @property
     def imports(self) -> Path:
-        """One manifest per imported dataset (emotionops.importers); files live in raw/."""
+        """One manifest per imported dataset (emotionops.dataset.importers); files live in raw/."""
         return self.root / "imports"
 
     @property
@@ -113,7 +113,7 @@ def stage_scrape(
     progress: bool = True,
 ) -> Path:
     """Scrape full-size image URLs per label into the run's manifest (resumable, capped)."""
-    from emotionops.scrape.driver import scrape
+    from emotionops.acquire.scrape.driver import scrape
 
     paths = DataPaths(settings.data_path)
     queries = {label: params.queries_for(label) for label in params.labels}
@@ -142,7 +142,7 @@ def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[
     """Clean the run's URLs (normalise, denylist, dedupe; a reason per rejection), validate
     the kept rows (GX; a failed suite raises ValidationFailed and loads nothing) and upsert
     them; returns (kept, rejected)."""
-    from emotionops.urls import clean_manifest
+    from emotionops.acquire.urls import clean_manifest
     from emotionops.validation import require, validate_urls
     from emotionops.warehouse import load_urls
 
@@ -190,9 +190,14 @@ def stage_download(
     SSRF...) is not asked again. Only `failed` (transient) outcomes are tried again. Delete the
     run's downloads CSV to force a full retry (e.g. after raising a cap).
     """
-    from emotionops.download import RECORD_FIELDS, Downloader, record_dicts, set_pillow_pixel_limit
+    from emotionops.acquire.download import (
+        RECORD_FIELDS,
+        Downloader,
+        record_dicts,
+        set_pillow_pixel_limit,
+    )
+    from emotionops.acquire.urls import clean_manifest
     from emotionops.progress import progress_bar
-    from emotionops.urls import clean_manifest
 
     paths = DataPaths(settings.data_path)
     kept, _ = clean_manifest(read_records(paths.manifest(run_date)), params.urls)
@@ -251,12 +256,12 @@ def stage_clean(settings: Settings, params: Params) -> Counter:
 
     Download files are read in date order and rows in file order, then import manifests in
     name order: the first image seen wins a duplicate, so the outcome is stable when later
-    runs add data. Imported images are face crops already (emotionops.importers)."""
+    runs add data. Imported images are face crops already (emotionops.dataset.importers)."""
     import shutil
 
-    from emotionops.faces import make_detector
-    from emotionops.images import clean_images
-    from emotionops.importers import clean_imports, import_manifests
+    from emotionops.clean.faces import make_detector
+    from emotionops.clean.images import clean_images
+    from emotionops.dataset.importers import clean_imports, import_manifests
 
     paths = DataPaths(settings.data_path)
     # Build the detector first: a bad detector setting fails before any output is removed.
@@ -288,8 +293,8 @@ def stage_clean(settings: Settings, params: Params) -> Counter:
 
 def stage_split(settings: Settings, params: Params) -> str:
     """Write the deterministic split file and its statistics; returns the dataset version id."""
-    from emotionops.dataset import build_split, stats_summary, write_split, write_stats
-    from emotionops.importers import split_hints
+    from emotionops.dataset.importers import split_hints
+    from emotionops.dataset.split import build_split, stats_summary, write_split, write_stats
 
     paths = DataPaths(settings.data_path)
     near_dup = (params.images.near_dup_distance, params.images.near_dup_dhash_distance)
@@ -307,11 +312,12 @@ def stage_split(settings: Settings, params: Params) -> str:
 
 def stage_version_data(settings: Settings) -> tuple[str, str]:
     """`dvc repro` the clean and split stages and push to the remote; returns (version, report)."""
-    from emotionops import dataset
+    from emotionops.dataset import dvc
+    from emotionops.dataset.split import dataset_version_id
 
     paths = DataPaths(settings.data_path)
     project = settings.project_dir.resolve()
-    dataset.ensure_dvc_project(
+    dvc.ensure_dvc_project(
         project,
         settings.dvc_remote_url,
         project / "dvc-remote",
@@ -319,9 +325,9 @@ def stage_version_data(settings: Settings) -> tuple[str, str]:
     )
     for dep in (paths.downloads_dir, paths.raw, paths.imports):
         dep.mkdir(parents=True, exist_ok=True)  # dvc.yaml deps: scraped, imported or both
-    report = dataset.reproduce(project, "split")
-    report += dataset.push(project)
-    return dataset.dataset_version_id(paths.split_csv), report
+    report = dvc.reproduce(project, "split")
+    report += dvc.push(project)
+    return dataset_version_id(paths.split_csv), report
 
 
 VALIDATIONS = ("urls", "images", "split", "data")
@@ -339,7 +345,7 @@ def stage_validate(settings: Settings, params: Params, what: str, run_date: str)
         raise EmotionOpsError(f"nothing called {what!r} to validate: one of {list(VALIDATIONS)}")
     paths = DataPaths(settings.data_path)
     if what == "urls":
-        from emotionops.urls import clean_manifest
+        from emotionops.acquire.urls import clean_manifest
 
         if not paths.manifest(run_date).is_file():
             raise EmotionOpsError(
@@ -363,7 +369,7 @@ def stage_validate(settings: Settings, params: Params, what: str, run_date: str)
 def stage_load_images(settings: Settings, params: Params, run_date: str) -> dict[str, int]:
     """Validate images.csv and split.csv (GX), then upsert the image metadata and the dataset
     version into the warehouse; a failed suite raises ValidationFailed and loads nothing."""
-    from emotionops.dataset import dataset_version_id, stats
+    from emotionops.dataset.split import dataset_version_id, stats
     from emotionops.validation import require
     from emotionops.warehouse import load_images
 
@@ -402,7 +408,8 @@ def stage_train(
     promotion); promotion is None with `register=False` (DVC experiments never move the
     champion). `export` also writes data/model/ and data/metrics/train*.{json,csv} (the
     DVC train stage's outputs and metrics)."""
-    from emotionops.dataset import dataset_version_id, dvc_output_hashes
+    from emotionops.dataset.dvc import dvc_output_hashes
+    from emotionops.dataset.split import dataset_version_id
     from emotionops.registry import register_and_promote
     from emotionops.training.train import train, write_history
     from emotionops.warehouse import load_run
@@ -521,8 +528,8 @@ def stage_edge(
     """Pull the champion, classify faces in `source` (or a generated demo video) while
     watching the registry for a new champion, and load each window's aggregate counts as
     soon as it closes; returns (windows, model version at the end, source used)."""
+    from emotionops.clean.faces import HaarFaceDetector
     from emotionops.edge.service import ModelWatcher, pull_champion, run_edge
-    from emotionops.faces import HaarFaceDetector
     from emotionops.warehouse import load_emotion_events
 
     paths = DataPaths(settings.data_path)

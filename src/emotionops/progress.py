@@ -1,4 +1,4 @@
-"""Progress bars for long stages (rich), silent when disabled or not on a terminal."""
+"""Progress bars for long stages (rich, on stderr), a no-op when disabled."""
 
 from __future__ import annotations
 
@@ -8,20 +8,23 @@ from contextlib import contextmanager
 
 @contextmanager
 def progress_bar(
-    description: str, total: int, enabled: bool = True
-) -> Iterator[Callable[[], None]]:
-    """Yields an `advance()` callable; thread-safe (rich's Progress is)."""
+    description: str, total: int, enabled: bool = True, completed: int = 0
+) -> Iterator[Callable[..., None]]:
+    """Yields `advance(step="")`: one more unit done, `step` shown beside `description` (e.g.
+    the label and query being scraped). Thread-safe (rich's Progress is). `completed` starts
+    a resumed run where it stopped."""
     if not enabled or total == 0:
-        yield lambda: None
+        yield lambda step="": None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn(f"[bold]{description}[/] {{task.description}}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        transient=False,
-    ) as prog:
-        task = prog.add_task(description, total=total)
-        yield lambda: prog.advance(task)
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("", total=total, completed=completed)
+        yield lambda step="": bar.update(task, advance=1, description=step)

@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-from emotionops.errors import EmotionOpsError
+from emotionops import tracking
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -37,8 +36,8 @@ CHALLENGER = "challenger"
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 
 
-class RegistryError(EmotionOpsError):
-    """The registry is unreachable or refused an operation."""
+class RegistryError(tracking.TrackingError):
+    """The registry (part of the tracking server) is unreachable or refused an operation."""
 
 
 AUDIT_TAG = "audit"  # version tag: JSON list of the alias moves onto that version
@@ -92,26 +91,12 @@ class Promotion:
     moves: tuple[AliasMove, ...] = field(default_factory=tuple)
 
 
-def ensure_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail in seconds when an HTTP tracking server is down.
-
-    MLflow's client retries a refused connection 7 times with exponential backoff (minutes)
-    before giving up; one cheap probe up front turns "server down" into a clear, fast error
-    while real calls keep MLflow's retries for transient blips.
-    """
-    if urlparse(tracking_uri).scheme not in ("http", "https"):
-        return  # file:, sqlite:, databricks... have no server of ours to probe
-    import httpx
-
-    url = tracking_uri.rstrip("/") + "/health"
+def ensure_reachable(tracking_uri: str) -> None:
+    """`tracking.ensure_reachable`, failing as a RegistryError (what registry callers catch)."""
     try:
-        httpx.get(url, timeout=timeout_s)  # any HTTP answer (even 401/404) means reachable
-    except httpx.HTTPError as exc:
-        raise RegistryError(
-            f"MLflow tracking server at {tracking_uri} is not reachable "
-            f"({type(exc).__name__}: {exc}); start it (make mlflow-ui) or fix "
-            "EMOTIONOPS_MLFLOW_TRACKING_URI"
-        ) from exc
+        tracking.ensure_reachable(tracking_uri)
+    except tracking.TrackingError as exc:
+        raise RegistryError(str(exc)) from exc
 
 
 def _client(tracking_uri: str) -> MlflowClient:

@@ -36,15 +36,17 @@ def _registry(project: Path) -> tuple[list[str], str]:
     """(all versions, champion version) read through a real server on the demo's store."""
     from mlflow import MlflowClient
 
-    from emotionops.mlflow_server import LocalMlflowServer
+    from emotionops.tracking import LocalMlflowServer
 
     with LocalMlflowServer(project / "data" / "mlflow") as server:
         client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
         versions = sorted(
             v.version for v in client.search_model_versions("name='emotion-classifier'")
         )
-        champion = client.get_model_version_by_alias("emotion-classifier", "champion").version
-    return versions, champion
+        champion = client.get_model_version_by_alias("emotion-classifier", "champion")
+        model = client.get_run(champion.tags["run_id"]).data.params["model"]
+    assert model == "small_cnn", "the demo trains with params.yaml's demo.train recipe"
+    return versions, champion.version
 
 
 def test_demo_runs_end_to_end_and_is_safe_to_repeat(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_dataset_pushed_to_and_pulled_from_s3(
 ) -> None:
     import boto3
 
-    from emotionops import dataset
+    from emotionops.dataset import dvc
     from emotionops.settings import Settings
 
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
@@ -63,7 +63,7 @@ def test_dataset_pushed_to_and_pulled_from_s3(
     faces.mkdir(parents=True)
     for i in range(3):
         (faces / f"{i}.png").write_bytes(bytes([i]) * (100 + i))
-    remote = dataset.ensure_dvc_project(
+    remote = dvc.ensure_dvc_project(
         project,
         settings.dvc_remote_url,
         project / "dvc-remote",
@@ -74,8 +74,8 @@ def test_dataset_pushed_to_and_pulled_from_s3(
     assert "s3://emotion-data/dvcstore" in config and s3_endpoint in config
     assert "testing" not in config  # credentials stay in the environment
 
-    dataset._dvc(project, "add", "data/faces")
-    dataset.push(project)
+    dvc.run_dvc(project, "add", "data/faces")
+    dvc.push(project)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="emotion-data")["Contents"]]
     assert len(keys) >= 4 and all(k.startswith("dvcstore/") for k in keys)  # 3 files + .dir
 
@@ -84,6 +84,6 @@ def test_dataset_pushed_to_and_pulled_from_s3(
 
     shutil.rmtree(project / ".dvc" / "cache")
     shutil.rmtree(project / "data" / "faces")
-    dataset._dvc(project, "pull")
+    dvc.run_dvc(project, "pull")
     assert sorted(p.name for p in faces.iterdir()) == ["0.png", "1.png", "2.png"]
     assert (faces / "2.png").read_bytes() == bytes([2]) * 102

@@ -23,7 +23,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from _project import make_tiny_project
-from emotionops.scrape.driver import (
+from emotionops.acquire.scrape.driver import (
     MANIFEST_COLUMNS,
     ScrapeError,
     make_driver,
@@ -31,9 +31,9 @@ from emotionops.scrape.driver import (
     scrape,
     scrape_query,
 )
-from emotionops.scrape.engines import LOCAL, EngineError
-from emotionops.scrape.standin import SearchStandin
-from emotionops.scrape.synthetic import generate_labelled_set
+from emotionops.acquire.scrape.engines import LOCAL, EngineError
+from emotionops.acquire.scrape.standin import SearchStandin
+from emotionops.acquire.scrape.synthetic import generate_labelled_set
 
 pytestmark = pytest.mark.integration
 
@@ -310,7 +310,7 @@ def test_an_interrupted_run_resumes_without_clicking_again(
 
 # Canary ----------------------------------------------------------------------------------------
 def _canary(base: str, **kw):
-    from emotionops.scrape.canary import run_canary
+    from emotionops.acquire.scrape.canary import run_canary
 
     return run_canary(
         kw.pop("engine", "local"), base, kw.pop("query", "happy face"), kw.pop("min_results", 3),

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _factories import write_bar_faces
-from emotionops.params import AugmentParams, TrainParams
+from _factories import TINY_TRAIN, tiny_train_params, write_bar_faces
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +28,7 @@ def make_faces(root: Path, counts: dict[str, int], size: int = 48, seed: int = 0
 
 
 def dead_url() -> str:
-    from emotionops.mlflow_server import free_port
+    from emotionops.tracking import free_port
 
     return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
@@ -47,7 +46,7 @@ def trained(mlflow_server: str, faces_root: Path):
 
     root = faces_root
     split_csv = root / "split.csv"
-    params = TrainParams(epochs=EPOCHS, batch_size=16, learning_rate=0.003, seed=11)
+    params = tiny_train_params(epochs=EPOCHS, batch_size=16, learning_rate=0.003, seed=11)
     return train(
         split_csv,
         root,
@@ -236,7 +235,7 @@ def test_training_with_tracking_server_down_fails_fast(tmp_path: Path) -> None:
     split_csv = make_faces(tmp_path, {"train": 4, "test": 2})
     start = time.monotonic()
     with pytest.raises(TrainingError, match="not reachable"):
-        train(split_csv, tmp_path, LABELS, TrainParams(epochs=1), tracking_uri=dead_url())
+        train(split_csv, tmp_path, LABELS, tiny_train_params(epochs=1), tracking_uri=dead_url())
     assert time.monotonic() - start < 10
 
 
@@ -249,7 +248,7 @@ def test_a_spent_time_budget_ends_the_run_with_the_learning_rate_at_its_floor(
 
     from emotionops.training.train import train
 
-    params = TrainParams(
+    params = tiny_train_params(
         epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.05, warmup_epochs=0,
         lr_schedule="cosine", max_minutes=0.005, partners=[], flip_average=False,
     )  # fmt: skip
@@ -275,7 +274,7 @@ def test_a_distilled_run_trains_on_the_teachers_soft_labels(
     from emotionops.training.models import build_partners
     from emotionops.training.train import train
 
-    params = TrainParams(
+    params = tiny_train_params(
         epochs=EPOCHS, batch_size=16, learning_rate=0.003, seed=11, distill_from=["fer"],
         distill_weight=0.5, distill_temperature=2.0,
     )  # fmt: skip
@@ -309,9 +308,9 @@ def test_a_mixup_run_trains_on_blended_targets(
 
     from emotionops.training.train import train
 
-    params = TrainParams(
+    params = tiny_train_params(
         epochs=EPOCHS, batch_size=16, learning_rate=0.003, seed=11,
-        augment=AugmentParams(mixup=1.0),
+        augment={**TINY_TRAIN["augment"], "mixup": 1.0},
     )  # fmt: skip
     result = train(
         faces_root / "split.csv", faces_root, LABELS, params, tracking_uri=mlflow_server,
@@ -325,7 +324,7 @@ def test_a_mixup_run_trains_on_blended_targets(
 def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
     mlflow_server: str, faces_root: Path, tmp_path: Path
 ) -> None:
-    """params.yaml's recipe on the bar faces: vgg in bfloat16, SGD + warm-up + cosine, a time
+    """params.yaml's recipe on the bar faces: vgg in the CPU's precision, SGD + warm-up + cosine, a time
     budget with an epoch cap, the deployed model = flip-averaged network + both installed
     partners; what is evaluated is what is exported (Keras, TFLite) and it ignores mirroring."""
     import keras
@@ -341,9 +340,14 @@ def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
         experiment="it-recipe", export_dir=tmp_path / "export", progress=False,
     )  # fmt: skip
     run = MlflowClient(tracking_uri=mlflow_server).get_run(result.run_id)
+    from emotionops.training.hardware import cpu_model, resolve_precision
+
     assert (
-        run.data.params["optimizer"] == "sgd" and run.data.params["precision"] == "mixed_bfloat16"
+        run.data.params["optimizer"] == "sgd" and run.data.params["precision_requested"] == "auto"
     )
+    # auto resolves from this CPU's flags; the run says what it chose and on which CPU
+    assert run.data.params["precision"] == resolve_precision("auto") != "auto"
+    assert run.data.tags["cpu_model"] == cpu_model()
     assert run.data.params["partners"] == '["fer", "human"]'
     assert result.epochs_run == 3  # the 60-minute budget fits the 3-epoch cap
     assert run.data.metrics["learning_rate"] < recipe.learning_rate  # the cosine ran to the cap

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from emotionops.dataset import DatasetError, assign_split, build_split, stats, write_split
+from emotionops.dataset.split import DatasetError, assign_split, build_split, stats, write_split
 from emotionops.params import SplitParams
 
 
@@ -93,7 +93,7 @@ def test_adding_near_duplicates_never_moves_a_test_image_out_of_test() -> None:
 
 
 def test_near_duplicates_never_straddle_splits() -> None:
-    from emotionops.dataset import near_duplicate_groups
+    from emotionops.dataset.split import near_duplicate_groups
 
     rows = [r for r in _hashed_rows(400, seed=3)]
     split = build_split(rows, SplitParams(test_fraction=0.3), ["happy", "sad"], (6, 6))
@@ -134,7 +134,7 @@ def test_trainval_image_near_duplicating_a_test_image_is_left_out() -> None:
 def test_stats_summary_and_table(tmp_path) -> None:
     import json
 
-    from emotionops.dataset import format_stats, stats_summary, write_stats
+    from emotionops.dataset.split import format_stats, stats_summary, write_stats
 
     split = [
         {"label": "happy", "split": "train"},
@@ -159,7 +159,7 @@ def test_stats_summary_and_table(tmp_path) -> None:
 def test_dvc_output_hashes_read_from_dvc_lock_unless_it_is_stale(tmp_path) -> None:
     import hashlib
 
-    from emotionops.dataset import dvc_output_hashes
+    from emotionops.dataset.dvc import dvc_output_hashes
 
     assert dvc_output_hashes(tmp_path) == {}
     split = tmp_path / "data" / "split.csv"

@@ -26,20 +26,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from emotionops.csvio import read_records, write_records
-from emotionops.download import (
+from emotionops.acquire.download import (
     Downloader,
     DownloadRecord,
-    DownloadRefused,
-    address_refusal,
     inspect_image,
     set_pillow_pixel_limit,
-    system_resolver,
 )
+from emotionops.acquire.guard import DownloadRefused, address_refusal, system_resolver
+from emotionops.acquire.urls import url_sha256
+from emotionops.files import read_records, write_records
 from emotionops.params import DownloadParams, Params
 from emotionops.pipeline import DataPaths, stage_download
 from emotionops.settings import Settings
-from emotionops.urls import url_sha256
 
 BIG = 200_000_000  # the "200 MB response"
 

@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 
 from _factories import write_tiny_tflite
+from emotionops.clean.faces import HaarFaceDetector
 from emotionops.edge.camera import CameraError, open_source
 from emotionops.edge.classifier import ClassifierError, TfliteEmotionClassifier, load_model_dir
 from emotionops.edge.demo_video import DemoVideoError, count_frames, demo_schedule, make_demo_video
 from emotionops.edge.report import EmotionWindow, WindowAggregator
 from emotionops.edge.service import EdgeError, EdgeStats, ModelRejected, run_edge, smoke_test
-from emotionops.faces import HaarFaceDetector
-from emotionops.mlflow_server import free_port
 from emotionops.params import EdgeParams
+from emotionops.tracking import free_port
 
 LABELS = ["happy", "sad", "neutral"]
 SIZE = 48

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from emotionops.params import ParamsError, load_params
-from emotionops.scrape.driver import Throttle, _shares
-from emotionops.scrape.engines import (
+from emotionops.acquire.scrape.driver import Throttle, _shares
+from emotionops.acquire.scrape.engines import (
     EngineError,
     build_engine,
     builtin_engines,
     get_engine,
     load_engines,
 )
+from emotionops.params import ParamsError, load_params
 
 MINIMAL = {
     "search_url_template": "https://img.example/search?q={query}",

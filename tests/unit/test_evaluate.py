@@ -120,7 +120,7 @@ def test_external_folder_is_mapped_like_an_import(tmp_path: Path) -> None:
     )
     assert ev.images.shape == (4, 48, 48, 1) and ev.images.dtype == np.uint8
     assert sorted(ev.labels.tolist()) == [0, 0, 2, 2]
-    from emotionops.importers import DatasetImportError
+    from emotionops.dataset.importers import DatasetImportError
 
     with pytest.raises(DatasetImportError, match="class 'angry' is not in labels"):
         folder_eval_set(tmp_path, LABELS, 48, label_map={"surprised": "surprise"})

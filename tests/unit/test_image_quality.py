@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emotionops import imagequality as iq
-from emotionops.cartoons import STYLES, encode_like_web, make_drawing
-from emotionops.scrape.synthetic import make_face
+from _drawings import STYLES, encode_like_web, make_drawing
+from emotionops.acquire.scrape.synthetic import make_face
+from emotionops.clean import quality as iq
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_sharpness_drops_with_blur_and_is_scale_normalised(photo_like) -> None:
 
 def test_real_photos_are_not_drawings(real_data) -> None:
     """Real photographs (shared data, skipped when absent) all score as photos."""
-    from emotionops.images import read_image
+    from emotionops.clean.images import read_image
 
     paths = sorted(glob.glob(str(real_data / "photos" / "*")))
     assert paths

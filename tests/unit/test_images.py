@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from emotionops import imagequality as iq
-from emotionops.cartoons import make_drawing
-from emotionops.csvio import read_records, write_records
-from emotionops.dataset import build_split
-from emotionops.faces import FaceDetectorError, HaarFaceDetector, make_detector
-from emotionops.images import ImageCleaner, clean_images, read_image
+from _drawings import make_drawing
+from emotionops.acquire.scrape.synthetic import make_face
+from emotionops.clean import quality as iq
+from emotionops.clean.faces import FaceDetectorError, HaarFaceDetector, make_detector
+from emotionops.clean.images import ImageCleaner, clean_images, read_image
+from emotionops.dataset.split import build_split
+from emotionops.files import read_records, write_records
 from emotionops.params import ImagesParams, SplitParams
-from emotionops.scrape.synthetic import make_face
 
 LABELS = ["happy", "sad"]
 
@@ -213,7 +213,7 @@ def test_metadata_rows_roundtrip_and_load_into_the_warehouse(tmp_path, face) -> 
 def test_split_never_lets_near_duplicates_straddle(tmp_path) -> None:
     params = SplitParams()
     shas = [f"{i:064x}" for i in range(200)]
-    from emotionops.dataset import assign_split
+    from emotionops.dataset.split import assign_split
 
     a = next(s for s in shas if assign_split(s, params) == "test")
     b = next(s for s in shas if assign_split(s, params) == "train")
@@ -247,7 +247,7 @@ def test_detector_is_configurable(tmp_path, face) -> None:
 
 
 def test_alignment_levels_the_eyes(tmp_path) -> None:
-    from emotionops.faces import eye_angle
+    from emotionops.clean.faces import eye_angle
 
     def eyes_found_when_tilted(img: np.ndarray) -> bool:
         tilted = cv2.warpAffine(img, cv2.getRotationMatrix2D((128, 128), 12, 1), (256, 256),
@@ -259,7 +259,7 @@ def test_alignment_levels_the_eyes(tmp_path) -> None:
     tilted = cv2.warpAffine(upright, cv2.getRotationMatrix2D((128, 128), 12, 1), (256, 256),
                             borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
     cleaner = ImageCleaner(ImagesParams(align=True))
-    from emotionops.images import ImageRecord
+    from emotionops.clean.images import ImageRecord
 
     rec = ImageRecord("t", "", "happy")
     assert cleaner.check(_write(tmp_path / "t.png", tilted), rec) is not None

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotionops.csvio import read_records
-from emotionops.importers import (
+from emotionops.dataset.importers import (
     DatasetImportError,
     clean_imports,
     import_source,
     map_label,
     resolve_source_path,
 )
+from emotionops.files import read_records
 from emotionops.params import DatasetParams, Params
 
 LABELS = ["happy", "sad", "surprise", "neutral"]

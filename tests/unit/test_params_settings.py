@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from emotionops.params import DEFAULT_LABELS, ParamsError, load_params
+from emotionops.params import DEFAULT_LABELS, Params, ParamsError, load_params
 from emotionops.settings import Settings, SettingsError, get_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +38,39 @@ def test_bad_params_name_the_key(tmp_path, text, needle) -> None:
     with pytest.raises(ParamsError, match=needle) as info:
         load_params(path)
     assert str(path) in str(info.value)
+
+
+def test_code_defaults_are_the_repository_recipe() -> None:
+    """params.yaml is the recipe, and every section of it is written there."""
+    assert Params() == load_params(REPO / "params.yaml")
+    text = "\n" + (REPO / "params.yaml").read_text()
+    assert [s for s in Params.model_fields if f"\n{s}:" not in text] == []
+
+
+def test_removing_a_section_from_params_yaml_keeps_its_values(tmp_path) -> None:
+    full = load_params(REPO / "params.yaml")
+    path = tmp_path / "params.yaml"
+    path.write_text("labels: [happy, sad, surprise, neutral]\n")
+    assert load_params(path) == full
+
+
+def test_default_queries_follow_the_label_set_and_typos_in_given_ones_fail(tmp_path) -> None:
+    two = Params(labels=["happy", "sad"])
+    assert sorted(two.scrape.queries) == ["happy", "sad"]
+    with pytest.raises(ValidationError, match="happpy"):
+        Params(labels=["happy", "sad"], scrape={"queries": {"happpy": ["x"]}})
+
+
+def test_the_demo_recipe_overrides_train_for_the_demo_only(tmp_path) -> None:
+    params = load_params(REPO / "params.yaml")
+    demo = params.demo_params()
+    assert demo.train.model == params.demo.train["model"] != params.train.model
+    assert demo.train.partners == [] and demo.train.seed == params.train.seed
+    assert demo.labels == params.labels and params.train.model == "vgg"  # train untouched
+    path = tmp_path / "params.yaml"
+    path.write_text("demo: {train: {batch_size: 15}}\n")
+    with pytest.raises(ParamsError, match=r"demo\.train: batch_size: .*even"):
+        load_params(path)
 
 
 def test_missing_params_file(tmp_path) -> None:

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emotionops.scrape.standin import SearchStandin, StandinError, label_for_query
-from emotionops.scrape.synthetic import generate_labelled_set
+from emotionops.acquire.scrape.standin import SearchStandin, StandinError, label_for_query
+from emotionops.acquire.scrape.synthetic import generate_labelled_set
 
 
 def _get(base: str, path: str, headers: dict[str, str] | None = None):

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from emotionops.faces import HaarFaceDetector, crop_face
-from emotionops.scrape.synthetic import (
+from emotionops.acquire.scrape.synthetic import (
     DRAWABLE_LABELS,
     SyntheticError,
     generate_labelled_set,
     make_face,
 )
+from emotionops.clean.faces import HaarFaceDetector, crop_face
 
 PER_LABEL = 16
 

@@ -213,7 +213,7 @@ def test_tflite_export_matches_keras(tmp_path: Path) -> None:
 
 
 def test_per_class_metrics_from_a_known_confusion_matrix() -> None:
-    from emotionops.training.train import confusion_matrix, per_class_metrics
+    from emotionops.training.evaluate import confusion_matrix, per_class_metrics
 
     y_true = np.array([0, 0, 0, 1, 1, 2])
     y_pred = np.array([0, 0, 1, 1, 1, 0])

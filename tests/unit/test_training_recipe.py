@@ -140,7 +140,7 @@ def test_learning_rate_warms_up_then_follows_a_cosine_to_one_percent() -> None:
     assert rates[60] == pytest.approx(0.1 * (0.01 + 0.99 * 0.5), rel=1e-6)  # half-way
     assert rates[100] == pytest.approx(0.001) and rates[104] == pytest.approx(0.001)
     assert all(a >= b for a, b in itertools.pairwise(rates[20:]))
-    constant = TrainParams(learning_rate=0.1, lr_schedule="constant", epochs=10)
+    constant = TrainParams(learning_rate=0.1, lr_schedule="constant", warmup_epochs=0, epochs=10)
     assert {learning_rate_at(constant, s, steps, s / total) for s in range(total)} == {0.1}
 
 
@@ -239,7 +239,9 @@ def test_pretrained_in_float32_with_onednn_is_refused_before_training(
     from emotionops.training.train import TrainingError, train
 
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    params = TrainParams(model="pretrained", init_from=str(fer_like_model(tmp_path / "f.h5")))
+    params = TrainParams(
+        model="pretrained", init_from=str(fer_like_model(tmp_path / "f.h5")), precision="float32"
+    )
     with pytest.raises(TrainingError, match="mixed_bfloat16"):
         # Refused before anything else: no split file, no tracking server needed.
         train(tmp_path / "split.csv", tmp_path, LABELS, params, tracking_uri="http://127.0.0.1:9")

@@ -273,7 +273,7 @@ def test_mixed_bfloat16_model_has_a_float32_twin_for_export() -> None:
 
     from emotionops.training.train import _float32_twin, precision_policy
 
-    params = TrainParams(precision="mixed_bfloat16", width=0.5)
+    params = TrainParams(model="small_cnn", precision="mixed_bfloat16", width=0.5)
     with precision_policy("mixed_bfloat16"):
         model = build_from_params(params, LABELS)
     assert keras.config.dtype_policy().name == "float32"  # restored after the block

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from emotionops.csvio import read_records, write_records
-from emotionops.params import Params, ParamsError, UrlsParams, load_params
-from emotionops.pipeline import DataPaths, stage_load_urls
-from emotionops.settings import Settings
-from emotionops.urls import (
+from emotionops.acquire.urls import (
     DEFAULT_DENYLIST_DOMAINS,
+    DEFAULT_DENYLIST_PATH_PATTERNS,
     UrlPolicy,
     UrlRuleError,
     clean_manifest,
     normalise,
     url_sha256,
 )
+from emotionops.files import read_records, write_records
+from emotionops.params import Params, ParamsError, UrlsParams, load_params
+from emotionops.pipeline import DataPaths, stage_load_urls
+from emotionops.settings import Settings
 
 STARTERS = UrlPolicy.from_params(None)
 
@@ -146,7 +147,9 @@ def test_bad_denylist_entries_are_clear_errors(tmp_path: Path) -> None:
         ParamsError, match=r"urls\.denylist_path_patterns\[0\]: '\[a-' is not a valid regex"
     ):
         load_params(params)
-    assert Params().urls.denylist_domains == list(DEFAULT_DENYLIST_DOMAINS)
+    starter = UrlPolicy.from_params(Params().urls)  # null in params.yaml: the starter lists
+    assert [rule.entry for rule in starter.domains] == list(DEFAULT_DENYLIST_DOMAINS)
+    assert [rule.pattern for rule in starter.paths] == list(DEFAULT_DENYLIST_PATH_PATTERNS)
 
 
 def test_stage_load_urls_uses_the_denylist_and_the_date_partition(tmp_path: Path) -> None:

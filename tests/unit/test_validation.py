@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emotionops.csvio import write_records
+from emotionops.acquire.urls import url_sha256
+from emotionops.files import write_records
 from emotionops.params import Params, ParamsError, load_params
 from emotionops.settings import Settings
-from emotionops.urls import url_sha256
 from emotionops.validation import (
     ValidationFailed,
     ValidationReport,
@@ -143,8 +143,8 @@ def split_rows() -> list[dict[str, str]]:
 
 
 def test_frame_columns_match_the_files_the_pipeline_writes() -> None:
-    from emotionops.images import ImageRecord
-    from emotionops.scrape.driver import MANIFEST_COLUMNS
+    from emotionops.acquire.scrape.driver import MANIFEST_COLUMNS
+    from emotionops.clean.images import ImageRecord
 
     assert (*MANIFEST_COLUMNS, "url_sha256") == URL_COLUMNS
     assert tuple(f.name for f in fields(ImageRecord)) == IMAGE_COLUMNS

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from emotionops.errors import EmotionOpsError
+from emotionops.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +82,24 @@ def make_demo_video(
     # A small per-segment drift keeps the "camera" from being a still image.
     offsets = [(int(rng.integers(-30, 31)), int(rng.integers(-10, 11))) for _ in schedule]
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.stem}.tmp.avi")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
-    if not writer.isOpened():
-        raise DemoVideoError(f"OpenCV cannot write MJPG video to {tmp}")
-    try:
-        for i in range(n_frames):
-            k = i // segment_frames
-            face = faces[schedule[k][1]]
-            frame = np.full((FRAME_H, FRAME_W), background, dtype=np.uint8)
-            fh, fw = face.shape
-            x0 = (FRAME_W - fw) // 2 + offsets[k][0]
-            y0 = (FRAME_H - fh) // 2 + offsets[k][1]
-            x0, y0 = max(0, min(FRAME_W - fw, x0)), max(0, min(FRAME_H - fh, y0))
-            frame[y0 : y0 + fh, x0 : x0 + fw] = face
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
-    finally:
-        writer.release()
-    tmp.replace(out_path)
+    with atomic_path(out_path, suffix=".avi") as tmp:
+        size = (FRAME_W, FRAME_H)
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+        if not writer.isOpened():
+            raise DemoVideoError(f"OpenCV cannot write MJPG video to {tmp}")
+        try:
+            for i in range(n_frames):
+                k = i // segment_frames
+                face = faces[schedule[k][1]]
+                frame = np.full((FRAME_H, FRAME_W), background, dtype=np.uint8)
+                fh, fw = face.shape
+                x0 = (FRAME_W - fw) // 2 + offsets[k][0]
+                y0 = (FRAME_H - fh) // 2 + offsets[k][1]
+                x0, y0 = max(0, min(FRAME_W - fw, x0)), max(0, min(FRAME_H - fh, y0))
+                frame[y0 : y0 + fh, x0 : x0 + fw] = face
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        finally:
+            writer.release()
 
     read_back = count_frames(out_path)
     if read_back != n_frames:

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
+from emotionops.clean.faces import FaceBox, crop_face
 from emotionops.edge.camera import FrameSource, open_source
 from emotionops.edge.classifier import (
     LABELS_FILE,
@@ -38,7 +39,7 @@ from emotionops.edge.classifier import (
 )
 from emotionops.edge.report import EmotionWindow, WindowAggregator
 from emotionops.errors import EmotionOpsError
-from emotionops.faces import FaceBox, crop_face
+from emotionops.files import atomic_write
 from emotionops.params import EdgeParams
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload, indent=2))
 
 
 def _load_accepted(model_name: str, directory: Path) -> PulledModel | None:

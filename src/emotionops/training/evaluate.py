@@ -352,11 +352,11 @@ def _load_tracked(ref: str, tracking_uri: str | None, batch_size: int) -> Loaded
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from emotionops.registry import RegistryError, ensure_reachable
+    from emotionops.tracking import TrackingError, ensure_reachable
 
     try:
         ensure_reachable(tracking_uri)
-    except RegistryError as exc:
+    except TrackingError as exc:
         raise EvaluationError(str(exc)) from exc
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
@@ -432,7 +432,13 @@ def folder_eval_set(
     `labels` (label_map, ignore); unreadable files are errors. A split layout (train/,
     publictest/ ...) is refused: scoring its training images with its test images would
     inflate every figure, so the caller names the split to score."""
-    from emotionops.importers import SPLIT_DIRS, decode_gray, map_label, scan_folder, square_resize
+    from emotionops.dataset.importers import (
+        SPLIT_DIRS,
+        decode_gray,
+        map_label,
+        scan_folder,
+        square_resize,
+    )
     from emotionops.params import DatasetParams
 
     splits = sorted(d.name for d in Path(folder).glob("*/") if d.name.lower() in SPLIT_DIRS)

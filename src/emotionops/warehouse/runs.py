@@ -95,11 +95,12 @@ def read_run(tracking_uri: str, run_id: str, run_date: str | None = None) -> Run
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from emotionops.registry import RegistryError, audit_moves, ensure_reachable
+    from emotionops.registry import audit_moves
+    from emotionops.tracking import TrackingError, ensure_reachable
 
     try:
         ensure_reachable(tracking_uri)
-    except RegistryError as exc:
+    except TrackingError as exc:
         raise WarehouseError(str(exc)) from exc
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:

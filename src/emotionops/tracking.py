@@ -1,8 +1,10 @@
-"""Start and stop a local MLflow tracking server (SQLite backend, local artifact store).
+"""MLflow connectivity: probe a tracking server, and start a local one when none is given.
 
-Used by `make demo`, `make mlflow-ui` and the integration tests. The lean flags come from
-PLATFORM-NOTES: one worker and no job execution start in ~4 s with ~500 MB instead of 15
-processes and 2.5 GB.
+Training, evaluation, the registry and the warehouse's run loader all reach MLflow through
+`ensure_reachable` first. `LocalMlflowServer` (SQLite backend, local artifact store) serves
+`make demo`, `make mlflow-ui`, `dvc repro` without a server, and the integration tests; its
+lean flags come from PLATFORM-NOTES: one worker and no job execution start in ~4 s with
+~500 MB instead of 15 processes and 2.5 GB.
 """
 
 from __future__ import annotations
@@ -12,15 +14,38 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 
 from emotionops.errors import EmotionOpsError
 
 
-class MlflowServerError(EmotionOpsError):
-    """The local MLflow server could not be started."""
+class TrackingError(EmotionOpsError):
+    """The MLflow tracking server is unreachable, or a local one could not be started."""
+
+
+def ensure_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when an HTTP tracking server is down.
+
+    MLflow's client retries a refused connection 7 times with exponential backoff (minutes)
+    before giving up; one cheap probe up front turns "server down" into a clear, fast error
+    while real calls keep MLflow's retries for transient blips.
+    """
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return  # file:, sqlite:, databricks... have no server of ours to probe
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        httpx.get(url, timeout=timeout_s)  # any HTTP answer (even 401/404) means reachable
+    except httpx.HTTPError as exc:
+        raise TrackingError(
+            f"MLflow tracking server at {tracking_uri} is not reachable "
+            f"({type(exc).__name__}: {exc}); start it (make mlflow-ui) or fix "
+            "EMOTIONOPS_MLFLOW_TRACKING_URI"
+        ) from exc
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,7 +94,7 @@ class LocalMlflowServer:
 
     def start(self, timeout_s: float = 90.0) -> LocalMlflowServer:
         if port_in_use(self.host, self.port):
-            raise MlflowServerError(
+            raise TrackingError(
                 f"port {self.port} on {self.host} is already in use; choose another port "
                 "or stop the process that holds it"
             )
@@ -91,7 +116,7 @@ class LocalMlflowServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise MlflowServerError(
+                raise TrackingError(
                     f"mlflow server exited with code {self.process.returncode}; see {self.log_path}"
                 )
             try:
@@ -101,7 +126,7 @@ class LocalMlflowServer:
                 pass
             time.sleep(0.25)  # polling a child process that has no readiness signal
         self.stop()
-        raise MlflowServerError(
+        raise TrackingError(
             f"mlflow server not healthy after {timeout_s:.0f}s; see {self.log_path}"
         )
 
@@ -120,3 +145,15 @@ class LocalMlflowServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def tracking_server(tracking_uri: str | None, store: Path) -> Iterator[str]:
+    """Yield `tracking_uri` when one is configured, else the URL of a local server on `store`
+    that lives for the duration (the demo, `train --local-mlflow`)."""
+    if tracking_uri:
+        yield tracking_uri
+        return
+    print(f"starting a local MLflow server on {store} ...", file=sys.stderr, flush=True)
+    with LocalMlflowServer(store) as server:
+        yield server.url

@@ -25,8 +25,15 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from emotionops import imagequality as iq
-from emotionops.faces import FaceBox, FaceDetector, align_face, crop_face, make_detector, to_gray
+from emotionops.clean import quality as iq
+from emotionops.clean.faces import (
+    FaceBox,
+    FaceDetector,
+    align_face,
+    crop_face,
+    make_detector,
+    to_gray,
+)
 from emotionops.params import ImagesParams
 
 #: The warehouse column is VARCHAR(256).

@@ -1,4 +1,4 @@
-"""Dataset versions: a deterministic split by content hash, statistics, and DVC helpers.
+"""Dataset versions: a deterministic split by content hash and its statistics.
 
 The split of an image depends only on its sha256 and a salt, so adding images never moves
 an existing test image into training. The dataset version id is the hash of the split file,
@@ -10,18 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emotionops.csvio import write_records
 from emotionops.errors import EmotionOpsError
+from emotionops.files import atomic_write, write_records
 from emotionops.params import SplitParams
 
 SPLITS = ("train", "val", "test")
@@ -34,7 +30,7 @@ class DatasetError(EmotionOpsError):
 
 
 HELD_OUT = {"train": 0, "val": 1, "test": 2}  # how far a split is kept from training
-#: Split hints of imported images (see emotionops.importers) -> splits they may land in.
+#: Split hints of imported images (see emotionops.dataset.importers) -> splits they may land in.
 HINTS = {
     "": ("train", "val", "test"),
     "train": ("train",),
@@ -203,11 +199,7 @@ def stats_summary(split_rows: Iterable[Mapping[str, str]], labels: list[str]) ->
 
 
 def write_stats(summary: Mapping[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, json.dumps(summary, indent=2) + "\n")
 
 
 def format_stats(summary: Mapping[str, Any]) -> str:
@@ -223,100 +215,3 @@ def format_stats(summary: Mapping[str, Any]) -> str:
         f"{summary['total']:>8}"
     )
     return "\n".join(lines)
-
-
-def dvc_output_hashes(
-    project_dir: Path, outs: Iterable[str] = ("data/faces", "data/split.csv")
-) -> dict[str, str]:
-    """DVC's md5 of the given stage outputs, read from dvc.lock ({} when not versioned yet):
-    with them, `dvc checkout`/`dvc pull` can bring back the exact images a run saw.
-
-    A lock left by an earlier `dvc repro` may describe other data (e.g. after a plain
-    `emotionops split`): when a file output's md5 differs from the file here, {} (a wrong
-    hash in a run's tags is worse than none). Folder hashes are vouched for by the split
-    file, which lists every image with its sha256."""
-    import yaml
-
-    lock = Path(project_dir) / "dvc.lock"
-    if not lock.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(lock.read_text()) or {}
-    except yaml.YAMLError:
-        return {}
-    wanted, found = set(outs), {}
-    for stage in (data.get("stages") or {}).values():
-        for out in stage.get("outs") or []:
-            if out.get("path") in wanted and out.get("md5"):
-                found[out["path"]] = str(out["md5"])
-    for path, md5 in found.items():
-        if md5.endswith(".dir"):
-            continue
-        here = Path(project_dir) / path
-        actual = hashlib.md5(here.read_bytes()).hexdigest() if here.is_file() else None
-        if actual != md5:
-            log.warning("dvc.lock is stale for %s (run `dvc repro`): no DVC hashes logged", path)
-            return {}
-    return found
-
-
-# DVC ------------------------------------------------------------------------------------
-
-
-def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the ML environment's DVC in `project_dir` with the environment's bin on PATH, so
-    dvc.yaml commands (`emotionops ...`) resolve to this installation."""
-    bindir = Path(sys.executable).parent
-    dvc = shutil.which("dvc", path=str(bindir)) or shutil.which("dvc")
-    if dvc is None:
-        raise DatasetError("dvc is not installed in this environment: run `make setup`")
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(
-        [dvc, *args], cwd=project_dir, env=env, capture_output=True, text=True, check=False
-    )
-    if check and proc.returncode != 0:
-        raise DatasetError(f"`dvc {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}".strip())
-    return proc
-
-
-def ensure_dvc_project(
-    project_dir: Path,
-    remote_url: str | None,
-    default_remote: Path,
-    endpoint_url: str | None = None,
-) -> str:
-    """Initialise DVC if needed and make sure a default remote exists; returns the remote URL.
-
-    `remote_url` (settings) overrides the committed default in `.dvc/config.local`, so a
-    user's S3 bucket never ends up in git; `endpoint_url` points an s3:// remote at an
-    S3-compatible server. S3 credentials come from the usual AWS environment variables or
-    profile (read by dvc-s3), never from params or settings files in git."""
-    if not (project_dir / ".dvc").is_dir():
-        scm = (project_dir / ".git").exists()
-        _dvc(project_dir, "init", "-q", *(() if scm else ("--no-scm",)))
-    if remote_url:
-        _dvc(project_dir, "remote", "add", "--local", "-d", "-f", "override", remote_url)
-        if endpoint_url:  # S3-compatible services (MinIO, moto, Ceph): credentials stay in env
-            _dvc(
-                project_dir, "remote", "modify", "--local", "override", "endpointurl", endpoint_url
-            )
-        return remote_url
-    listed = _dvc(project_dir, "remote", "list").stdout.split()
-    if not listed:
-        default_remote.mkdir(parents=True, exist_ok=True)
-        _dvc(project_dir, "remote", "add", "--local", "-d", "local", str(default_remote))
-        return str(default_remote)
-    return listed[1] if len(listed) > 1 else listed[0]
-
-
-def reproduce(project_dir: Path, *stages: str) -> str:
-    """`dvc repro` for the given stages; returns DVC's report (says when nothing changed)."""
-    return _dvc(project_dir, "repro", *stages).stdout
-
-
-def push(project_dir: Path) -> str:
-    return _dvc(project_dir, "push").stdout
-
-
-def status(project_dir: Path) -> str:
-    return _dvc(project_dir, "status").stdout

@@ -172,8 +172,8 @@ def compile_path_rules(
 
 
 class _UrlsSettings(Protocol):
-    denylist_domains: list[str]
-    denylist_path_patterns: list[str]
+    denylist_domains: list[str] | None
+    denylist_path_patterns: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -191,10 +191,13 @@ class UrlPolicy:
 
     @classmethod
     def from_params(cls, params: _UrlsSettings | None) -> UrlPolicy:
-        """From `params.urls`; None gives the starter lists."""
-        if params is None:
-            return cls.from_lists(DEFAULT_DENYLIST_DOMAINS, DEFAULT_DENYLIST_PATH_PATTERNS)
-        return cls.from_lists(params.denylist_domains, params.denylist_path_patterns)
+        """From `params.urls`; None (or a None list in it) gives the starter lists."""
+        domains = params.denylist_domains if params is not None else None
+        paths = params.denylist_path_patterns if params is not None else None
+        return cls.from_lists(
+            DEFAULT_DENYLIST_DOMAINS if domains is None else domains,
+            DEFAULT_DENYLIST_PATH_PATTERNS if paths is None else paths,
+        )
 
     def check(self, url: str) -> UrlVerdict:
         """Normalise `url`, then apply the denylist; the verdict names the rule that fired."""

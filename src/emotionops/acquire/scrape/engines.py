@@ -177,12 +177,12 @@ def build_engine(name: str, data: Mapping[str, Any], base: EngineConfig | None =
 def _builtin_raw() -> dict[str, Any]:
     import yaml
 
-    text = resources.files("emotionops.scrape").joinpath("engines.yaml").read_text()
+    text = resources.files("emotionops.acquire.scrape").joinpath("engines.yaml").read_text()
     return yaml.safe_load(text) or {}
 
 
 def builtin_engines() -> dict[str, EngineConfig]:
-    """The engines shipped in `emotionops/scrape/engines.yaml` (read on first use)."""
+    """The engines shipped in `emotionops/acquire/scrape/engines.yaml` (read on first use)."""
     return {
         name: build_engine(name, data, where=f"engines.yaml: {name}")
         for name, data in _builtin_raw().items()

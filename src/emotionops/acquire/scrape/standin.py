@@ -110,12 +110,14 @@ def _has_image(folder: Path) -> bool:
 
 @lru_cache(maxsize=8)
 def _template(name: str) -> Template:
-    return Template(resources.files("emotionops.scrape").joinpath("static", name).read_text())
+    return Template(
+        resources.files("emotionops.acquire.scrape").joinpath("static", name).read_text()
+    )
 
 
 @lru_cache(maxsize=4)
 def _static_bytes(name: str) -> bytes:
-    return resources.files("emotionops.scrape").joinpath("static", name).read_bytes()
+    return resources.files("emotionops.acquire.scrape").joinpath("static", name).read_bytes()
 
 
 class _Index:

@@ -7,7 +7,6 @@ detector) finds it, and so that the mouth/brow/eye shapes make the labels learna
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from emotionops.errors import EmotionOpsError
+from emotionops.files import atomic_write
 
 #: Labels this generator knows how to draw (the FER2013 classes).
 DRAWABLE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -157,8 +157,5 @@ def generate_labelled_set(
             ok, buf = cv2.imencode(".png", make_face(label, _image_rng(seed, label, n), size))
             if not ok:  # pragma: no cover - OpenCV always encodes uint8 PNG
                 raise SyntheticError(f"could not encode {path}")
-            # Write then rename: an interrupted run never leaves a truncated PNG behind.
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(buf.tobytes())
-            tmp.replace(path)
+            atomic_write(path, buf.tobytes())  # an interrupted run leaves no truncated PNG
     return out_dir

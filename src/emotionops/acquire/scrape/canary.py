@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emotionops.scrape.driver import ScrapeError, Throttle, make_driver, scrape_query
-from emotionops.scrape.engines import EngineConfig, get_engine
+from emotionops.acquire.scrape.driver import ScrapeError, Throttle, make_driver, scrape_query
+from emotionops.acquire.scrape.engines import EngineConfig, get_engine
 
 
 @dataclass(frozen=True)

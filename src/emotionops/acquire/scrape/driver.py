@@ -14,9 +14,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,10 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from emotionops.acquire.scrape.engines import EngineConfig, get_engine
 from emotionops.errors import EmotionOpsError
-from emotionops.scrape.engines import EngineConfig, get_engine
+from emotionops.files import write_records
+from emotionops.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -557,39 +558,7 @@ def read_manifest(path: Path) -> list[ManifestRow]:
 
 def write_manifest(path: Path, rows: list[ManifestRow]) -> None:
     """Write tmp + rename: a crash never leaves a half-written manifest behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-            writer.writeheader()
-            writer.writerows(asdict(r) for r in rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# All labels --------------------------------------------------------------------------------
-@contextmanager
-def _progress_bar(enabled: bool, total: int, completed: int) -> Iterator[Callable[[str], None]]:
-    """Yields advance(description); a rich bar on stderr when enabled, else a no-op."""
-    if not enabled:
-        yield lambda _description: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[bold]scrape[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("", total=total, completed=completed)
-        yield lambda description: bar.update(task, advance=1, description=description)
+    write_records(rows, Path(path), fieldnames=MANIFEST_COLUMNS)
 
 
 # All labels --------------------------------------------------------------------------------
@@ -756,7 +725,9 @@ def scrape(
     if max_per_run is not None:
         target = min(target, max_per_run)
     try:
-        with _progress_bar(progress, target, min(plan.total(), target)) as advance:
+        with progress_bar(
+            "scrape", target, enabled=progress, completed=min(plan.total(), target)
+        ) as advance:
             for label, queries in labels_to_queries.items():
                 runner.label(label, list(dict.fromkeys(queries)), advance)
     finally:

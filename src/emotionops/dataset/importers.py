@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from emotionops.csvio import read_records, write_records
-from emotionops.dataset import DatasetError
+from emotionops.dataset.split import DatasetError
+from emotionops.files import atomic_write, read_records, write_records
 from emotionops.params import FER2013_LABELS, DatasetParams
 
 IMPORTS_DIR = "imports"
@@ -319,10 +319,7 @@ def import_source(
             data = payload.read_bytes() if isinstance(payload, Path) else payload
             if hashlib.sha256(data).hexdigest() != path.name.split(".")[0]:
                 raise DatasetImportError(f"{payload}: changed while being imported; run again")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            atomic_write(path, data)
     manifest = data_root / IMPORTS_DIR / f"{name}.csv"
     write_records(rows, manifest)
     report = ImportReport(name, manifest, len(rows), skipped=skipped)
@@ -383,8 +380,8 @@ def clean_imports(
     whose bytes or pixels match one of them is a duplicate. The first image seen wins."""
     import cv2
 
-    from emotionops import imagequality as iq
-    from emotionops.images import ImageRecord, reject_if_relabelled
+    from emotionops.clean import quality as iq
+    from emotionops.clean.images import ImageRecord, reject_if_relabelled
 
     by_sha = {r.sha256: r for r in earlier}
     pixels = {r.pixel_sha256: r.sha256 for r in earlier if r.status == "accepted"}

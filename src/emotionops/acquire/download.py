@@ -3,12 +3,9 @@
 Scraped image URLs are attacker-controlled input. Each one is fetched under these rules:
 
 - only http/https; every redirect hop is checked again (at most `MAX_REDIRECTS`);
-- the connection goes only to an address that was vetted: the network backend resolves the
-  host name itself, refuses non-public addresses (loopback, private, link-local, CGNAT,
-  multicast, reserved, unspecified, cloud metadata, IPv4 embedded in IPv6), then connects to
-  exactly that address. There is no second DNS lookup, so DNS rebinding cannot slip a private
-  address in between the check and the connection. Names in `allow_hosts` (the local
-  stand-in, tests) skip the address check;
+- the connection goes only to an address that was vetted (`emotionops.acquire.guard`: one
+  DNS lookup, non-public addresses refused, no rebinding gap); names in `allow_hosts` (the
+  local stand-in, tests) skip the address check;
 - caps on bytes (declared and streamed), on silence between reads, on the wall time of one
   URL (a trickling server ends), on pixels (read from the header before decoding); only
   JPEG, PNG and WEBP are opened;
@@ -23,25 +20,30 @@ from __future__ import annotations
 
 import hashlib
 import io
-import ipaddress
 import random
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from emotionops.errors import EmotionOpsError
+from emotionops.acquire.guard import (
+    DownloadRefused,
+    GuardedBackend,
+    GuardedTransport,
+    OverBudget,
+    Resolver,
+    check_url,
+    time_budget,
+)
+from emotionops.files import atomic_write
 from emotionops.params import DownloadParams
 
 # Pillow format id -> file extension. MPO is the multi-picture JPEG many phones write.
@@ -51,20 +53,6 @@ TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 USER_AGENT = "EmotionOps-downloader/0.2"
-# Cloud instance-metadata endpoints (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba, ECS tasks).
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
-)
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
-
-Resolver = Callable[[str, int], list[str]]
-
-
-class DownloadRefused(EmotionOpsError):
-    """A URL that must not or cannot be fetched; `str(exc)` is the recorded reason (final)."""
 
 
 class _Transient(Exception):
@@ -73,10 +61,6 @@ class _Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class _OverBudget(Exception):
-    """The URL's wall-time budget (`max_seconds`) ran out."""
 
 
 @dataclass
@@ -98,210 +82,6 @@ class DownloadRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(DownloadRecord))
-
-
-# --- address vetting ---------------------------------------------------------------------
-def address_refusal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why `addr` must not be connected to (None: a public address). IPv4 addresses embedded
-    in IPv6 (mapped, compatible, 6to4, Teredo, NAT64) are judged by the IPv4 inside."""
-    if addr in METADATA_ADDRESSES:
-        return "cloud metadata"
-    if isinstance(addr, ipaddress.IPv6Address):
-        inner = _embedded_ipv4(addr)
-        if inner is not None:
-            why = address_refusal(inner)
-            return f"{why}, embedded in IPv6" if why else None
-    checks = (
-        ("unspecified", addr.is_unspecified),
-        ("loopback", addr.is_loopback),
-        ("link-local", addr.is_link_local),
-        ("multicast", addr.is_multicast),
-        ("shared address space (CGNAT)", addr in _CGNAT),
-        ("reserved", addr.is_reserved),
-        ("private", addr.is_private),
-        ("not globally routable", not addr.is_global),
-    )
-    return next((why for why, hit in checks if hit), None)
-
-
-def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    if addr.sixtofour is not None:
-        return addr.sixtofour
-    if addr.teredo is not None:
-        return addr.teredo[1]
-    if addr in _NAT64 or (addr in _IPV4_COMPATIBLE and int(addr) > 1):
-        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
-    return None
-
-
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """All addresses of `host` (deduplicated, resolver order), via the system resolver."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        if exc.errno == socket.EAI_AGAIN:  # temporary resolver failure: worth a retry
-            raise httpcore.ConnectError(f"cannot resolve {host} (temporary)") from exc
-        raise DownloadRefused(f"cannot resolve {host}: {exc.strerror}") from exc
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def check_url(url: str, allow_hosts: Iterable[str] = ()) -> None:
-    """Refuse up front what needs no network to refuse: non-http(s) schemes, missing hosts and
-    literal non-public IP addresses. Host names are vetted when connecting (`GuardedBackend`)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise DownloadRefused(f"scheme {parts.scheme!r} not allowed (only http/https)")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise DownloadRefused("no host in url")
-    if host in {h.lower() for h in allow_hosts}:
-        return
-    addr = _ip(host)
-    if addr is not None and (why := address_refusal(addr)):
-        raise DownloadRefused(f"non-public address {host} ({why})")
-
-
-check_host = check_url  # the name used before connect-time vetting existed
-
-
-# --- a per-thread wall-time budget ---------------------------------------------------------
-_budget = threading.local()
-
-
-@contextmanager
-def _deadline(at: float) -> Iterator[None]:
-    """Every socket operation in this thread is clamped to end by `at` (monotonic)."""
-    _budget.at = at
-    try:
-        yield
-    finally:
-        _budget.at = None
-
-
-def _clamp(timeout: float | None) -> tuple[float | None, bool]:
-    """(timeout to use, whether the budget is what limits it)."""
-    at = getattr(_budget, "at", None)
-    if at is None:
-        return timeout, False
-    left = at - time.monotonic()
-    if left <= 0:
-        raise _OverBudget
-    if timeout is None or left < timeout:
-        return left, True
-    return timeout, False
-
-
-class _BudgetStream(httpcore.NetworkStream):
-    """Wraps a socket stream so that no read or write outlives the URL's wall-time budget:
-    a server trickling one byte a second never trips the read timeout, but does trip this."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        timeout, limited = _clamp(timeout)
-        try:
-            return self._inner.read(max_bytes, timeout)
-        except httpcore.ReadTimeout:
-            if limited:
-                raise _OverBudget from None
-            raise
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        timeout, limited = _clamp(timeout)
-        try:
-            self._inner.write(buffer, timeout)
-        except httpcore.WriteTimeout:
-            if limited:
-                raise _OverBudget from None
-            raise
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context, server_hostname=None, timeout=None):  # type: ignore[no-untyped-def]
-        timeout, _ = _clamp(timeout)
-        return _BudgetStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class GuardedBackend(httpcore.SyncBackend):
-    """httpcore network backend that resolves once, vets every address, and connects only to
-    a vetted address (no time-of-check/time-of-use gap for DNS rebinding)."""
-
-    def __init__(self, allow_hosts: Iterable[str] = (), resolver: Resolver | None = None) -> None:
-        self.allow_hosts = frozenset(h.lower().rstrip(".") for h in allow_hosts)
-        self.resolver = resolver or system_resolver
-
-    def connect_tcp(  # type: ignore[override]
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        name = host.lower().rstrip(".")
-        addresses = self.resolver(name, port)
-        if not addresses:
-            raise DownloadRefused(f"cannot resolve {name}: no addresses")
-        if name not in self.allow_hosts:
-            for text in addresses:
-                addr = _ip(text)
-                why = "not an IP address" if addr is None else address_refusal(addr)
-                if why:
-                    raise DownloadRefused(f"{name} resolves to non-public address {text} ({why})")
-        last: Exception | None = None
-        for text in addresses:  # each one vetted above (or the name is allow-listed)
-            limit, limited = _clamp(timeout)
-            try:
-                stream = super().connect_tcp(
-                    text.split("%", 1)[0], port, limit, local_address, socket_options
-                )
-                return _BudgetStream(stream)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                if limited and isinstance(exc, httpcore.ConnectTimeout):
-                    raise _OverBudget from None
-                last = exc
-        assert last is not None
-        raise last
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx transport whose connection pool uses `GuardedBackend`.
-
-    httpx 0.28 has no public `network_backend` argument, so the pool the parent builds is
-    replaced by one built the same way with our backend; `__init__` fails loudly if a future
-    httpx stops keeping its pool where we expect it. Proxies are never used (`trust_env=False`
-    and no `proxy`): a proxy from the environment would connect on our behalf and bypass the
-    address checks.
-    """
-
-    def __init__(self, backend: GuardedBackend, limits: httpx.Limits) -> None:
-        super().__init__(trust_env=False, limits=limits, http1=True, http2=False)
-        if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
-            raise RuntimeError("unsupported httpx version: cannot install the SSRF guard")
-        self._pool.close()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            network_backend=backend,
-        )
 
 
 # --- images and storage --------------------------------------------------------------------
@@ -346,10 +126,7 @@ def store_bytes(data: bytes, fmt: str, raw_dir: Path) -> tuple[str, Path]:
     digest = hashlib.sha256(data).hexdigest()
     path = raw_dir / digest[:2] / f"{digest}.{FORMATS[fmt]}"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + f".tmp{threading.get_ident()}")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write(path, data)
     return digest, path
 
 
@@ -487,7 +264,7 @@ class Downloader:
                     deadline = deadline or time.monotonic() + budget
                     record.attempts = attempt
                     try:
-                        with _deadline(deadline):
+                        with time_budget(deadline):
                             data = self._fetch(record.url)
                         break
                     except _Transient as exc:
@@ -500,7 +277,7 @@ class Downloader:
                     record.reason += f" (no retry: the {budget:g} s budget would run out)"
                     return record
                 time.sleep(pause)
-        except _OverBudget:
+        except OverBudget:
             record.reason = f"time cap: no complete response within {budget:g} s"
             return record
         except DownloadRefused as exc:

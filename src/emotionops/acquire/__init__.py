@@ -1,0 +1,1 @@
+"""Acquisition: scrape image search (scrape/), clean URLs (urls), guard (SSRF) and download."""

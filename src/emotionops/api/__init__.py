@@ -1,0 +1,1 @@
+"""The FastAPI inference app and the dashboard pages (built on the library's stages)."""

@@ -1,0 +1,1 @@
+"""Image cleanup: checks and cleanup stage (images), quality scores (quality), faces (faces)."""

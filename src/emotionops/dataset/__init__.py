@@ -1,0 +1,1 @@
+"""Datasets: importers of labelled sets, the deterministic split, DVC helpers."""
