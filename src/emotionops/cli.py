@@ -6,6 +6,7 @@ knobs from params.yaml. Errors a user can cause print one clear line and exit wi
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -29,6 +30,24 @@ warehouse_app = typer.Typer(
 standin_app = typer.Typer(
     help="The local image-search stand-in (for the demo and tests).", no_args_is_help=True
 )
+DEBUG_ENV = "EMOTIONOPS_DEBUG"
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help=f"Show the full traceback of every error, also of the ones a user can cause "
+            f"(which otherwise print one line; same as {DEBUG_ENV}=1).",
+        ),
+    ] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(standin_app, name="standin")
 
@@ -179,7 +198,8 @@ def download(run_date: RunDate = None) -> None:
 
     settings, params, run_date = _context(run_date)
     counts = stage_download(settings, params, run_date, progress=sys.stderr.isatty())
-    console.print(f"download outcomes: {dict(counts)}")
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    console.print(f"{sum(counts.values())} URLs in the {run_date} manifest: {outcomes}")
 
 
 @app.command()
@@ -582,8 +602,6 @@ def mlflow_server(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
 ) -> None:
     """Serve the embedded MLflow store (the demo's runs and registered models) in the MLflow UI."""
-    import os
-
     from emotionops.tracking import TrackingError, port_in_use, server_command
 
     settings, _, _ = _context()
@@ -597,9 +615,20 @@ def mlflow_server(
     os.execve(cmd[0], cmd, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
-def main() -> None:
-    import os
+def user_error_line(exc: BaseException) -> str | None:
+    """The one line for an error a user can cause (None: a bug, which keeps its traceback).
 
+    Besides our own errors: files and folders that cannot be read or written (OSError names
+    the path), and settings pydantic refused."""
+    if isinstance(exc, EmotionOpsError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
+
+
+def main() -> None:
     # A registry that dies mid-call must not stall a stage for minutes in MLflow's retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
@@ -611,15 +640,18 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         app()
-    except EmotionOpsError as exc:
-        from rich.markup import escape
-
-        # escape: messages quote data ("['abc']") that rich would take for markup.
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(getattr(exc, "exit_code", 2))  # 2: a mistake to fix; 1: data failed checks
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        line = user_error_line(exc)
+        if line is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise  # a bug, or --debug: the whole traceback
+        from rich.markup import escape
+
+        # escape: messages quote data ("['abc']") that rich would take for markup.
+        console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))  # 2: a mistake to fix; 1: data failed checks
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from emotionops.errors import EmotionOpsError
+
 
 @contextmanager
 def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
@@ -87,8 +89,29 @@ def write_records(
     return Path(path)
 
 
-def read_records(path: Path) -> list[dict[str, str]]:
+class RecordsError(EmotionOpsError):
+    """A CSV table that cannot be read (not UTF-8, NUL bytes, a field over the size limit)."""
+
+
+def read_records(path: Path, columns: Iterable[str] = ()) -> list[dict[str, str]]:
+    """Rows of a CSV table written by `write_records`, which must have `columns`. A file a
+    person broke (not UTF-8, NUL bytes, huge fields, columns missing) is a RecordsError that
+    names the file and line, never a traceback."""
+    path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return []
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            rows = list(reader)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise RecordsError(
+                f"{path}:{reader.line_num + 1}: not a readable CSV table ({exc})"
+            ) from None
+    missing = [c for c in columns if c not in (reader.fieldnames or ())]
+    if missing:
+        raise RecordsError(
+            f"{path}: missing column(s) {missing} (has {list(reader.fieldnames or ())}); "
+            "not a file this stage wrote: move it away and re-run the stage that makes it"
+        )
+    return rows

@@ -226,6 +226,12 @@ class DatasetParams(_Section):
     min_std: float = Field(
         2.0, ge=0, le=128, description="imported faces flatter than this (std of pixels) are blank"
     )
+    max_file_bytes: int = Field(
+        20_000_000, ge=1_000, description="larger files are not read (a face crop is kilobytes)"
+    )
+    max_pixels: int = Field(
+        40_000_000, ge=1_000, description="width*height cap, read from the header before decoding"
+    )
     sources: list[DatasetSource] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -486,10 +492,14 @@ class Params(_Section):
 def load_params(path: Path | str) -> Params:
     """Read and validate params.yaml; errors name the file and the offending key."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ParamsError(f"{path}: params file not found")
+    if not path.is_file():  # a folder, or a FIFO that would block the read forever
+        raise ParamsError(f"{path}: not a regular file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc})") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from emotionops.dataset.split import SPLIT_COLUMNS
 from emotionops.errors import EmotionOpsError
 from emotionops.files import read_records, write_records
 from emotionops.params import Params
@@ -138,22 +139,39 @@ def stage_scrape(
     return out
 
 
-def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[int, int]:
-    """Clean the run's URLs (normalise, denylist, dedupe; a reason per rejection), validate
-    the kept rows (GX; a failed suite raises ValidationFailed and loads nothing) and upsert
-    them; returns (kept, rejected)."""
-    from emotionops.acquire.urls import clean_manifest
-    from emotionops.validation import require, validate_urls
-    from emotionops.warehouse import load_urls
+#: Columns a stage indexes in the tables other stages wrote (a person may have edited them).
+MANIFEST_REQUIRED = ("label", "image_url")
+DOWNLOAD_REQUIRED = ("url_sha256", "label", "status", "path", "sha256")
+IMAGE_REQUIRED = ("sha256", "label", "status", "face_path", "phash", "dhash")
+URL_CLEANUP_REJECTED = "rejected by url cleanup"  # download outcome of URLs cleanup dropped
 
-    paths = DataPaths(settings.data_path)
-    rows = read_records(paths.manifest(run_date))
+
+def clean_run_urls(
+    paths: DataPaths, params: Params, run_date: str
+) -> tuple[list[dict], list[dict]]:
+    """The run's manifest through URL cleanup: (kept, rejected with reason and rule). The
+    callers write the rejected ones to the run's rejected.csv, so each input URL ends with
+    exactly one record: there, or in the download records."""
+    from emotionops.acquire.urls import clean_manifest
+
+    rows = read_records(paths.manifest(run_date), MANIFEST_REQUIRED)
     if not rows:
         raise EmotionOpsError(
             f"no URL manifest for {run_date} at {paths.manifest(run_date)}: run `emotionops scrape` first"
         )
-    kept, rejected = clean_manifest(rows, params.urls)
-    write_records(rejected, paths.url_rejects(run_date))
+    return clean_manifest(rows, params.urls)
+
+
+def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[int, int]:
+    """Clean the run's URLs (normalise, denylist, dedupe; a reason per rejection), validate
+    the kept rows (GX; a failed suite raises ValidationFailed and loads nothing) and upsert
+    them; returns (kept, rejected)."""
+    from emotionops.validation import require, validate_urls
+    from emotionops.warehouse import load_urls
+
+    paths = DataPaths(settings.data_path)
+    kept, rejected = clean_run_urls(paths, params, run_date)
+    write_records(rejected, paths.url_rejects(run_date))  # kept for review, also on failure
     # A failed suite raises here: nothing of this batch reaches the warehouse.
     require([validate_urls(kept, params, settings, run_date)], f"URL manifest {run_date}")
     load_urls(
@@ -183,7 +201,9 @@ def _stored_file(paths: DataPaths, record: dict[str, str]) -> bool:
 def stage_download(
     settings: Settings, params: Params, run_date: str, progress: bool = True
 ) -> Counter:
-    """Download the run's cleaned URLs into content-addressed files; returns outcome counts.
+    """Download the run's cleaned URLs into content-addressed files; returns outcome counts,
+    which add up to the manifest's rows (URLs that cleanup dropped count as
+    URL_CLEANUP_REJECTED, their rules in rejected.csv).
 
     A re-run fetches nothing twice: a URL whose file is already stored (from this run date or
     an earlier one) is reused, and a URL refused in this run date (final: 404, not an image,
@@ -196,17 +216,22 @@ def stage_download(
         record_dicts,
         set_pillow_pixel_limit,
     )
-    from emotionops.acquire.urls import clean_manifest
     from emotionops.progress import progress_bar
 
     paths = DataPaths(settings.data_path)
-    kept, _ = clean_manifest(read_records(paths.manifest(run_date)), params.urls)
+    kept, dropped = clean_run_urls(paths, params, run_date)
     if not kept:
-        raise EmotionOpsError(f"no URLs to download for {run_date}: run `emotionops scrape` first")
-    this_run = {r["url_sha256"]: r for r in read_records(paths.downloads(run_date))}
+        write_records(dropped, paths.url_rejects(run_date))
+        raise EmotionOpsError(
+            f"no URLs to download for {run_date}: URL cleanup rejected all {len(dropped)} "
+            f"(reasons in {paths.url_rejects(run_date)})"
+        )
+    this_run = {
+        r["url_sha256"]: r for r in read_records(paths.downloads(run_date), DOWNLOAD_REQUIRED)
+    }
     stored: dict[str, dict[str, str]] = {}  # url_sha256 -> an ok record whose file exists
     for f in sorted(paths.downloads_dir.glob("downloads_*.csv")):
-        for r in read_records(f):
+        for r in read_records(f, DOWNLOAD_REQUIRED):
             if r.get("status") == "ok" and _stored_file(paths, r):
                 stored.setdefault(r["url_sha256"], r)
     reused: dict[str, dict[str, object]] = {}
@@ -230,7 +255,9 @@ def stage_download(
     set_pillow_pixel_limit(params.download.max_pixels)
     allow = list(settings.download_allow_hosts)
     with (
-        Downloader(paths.raw, params.download, allow_hosts=allow) as downloader,
+        Downloader(
+            paths.raw, params.download, allow_hosts=allow, ca_bundle=settings.download_ca_bundle
+        ) as downloader,
         progress_bar("download", total=len(todo), enabled=progress) as advance,
     ):
         records = downloader.fetch_all(todo, run_date, on_done=lambda _r: advance())
@@ -247,7 +274,11 @@ def stage_download(
         for r in kept
     ]
     write_records(rows, paths.downloads(run_date))
-    return Counter(r["status"] for r in rows)
+    write_records(dropped, paths.url_rejects(run_date))
+    counts = Counter(r["status"] for r in rows)
+    if dropped:
+        counts[URL_CLEANUP_REJECTED] = len(dropped)
+    return counts
 
 
 def stage_clean(settings: Settings, params: Params) -> Counter:
@@ -270,7 +301,7 @@ def stage_clean(settings: Settings, params: Params) -> Counter:
     downloads = [
         {**r, "path": str(paths.root / r["path"])}
         for f in sorted(paths.downloads_dir.glob("downloads_*.csv"))
-        for r in read_records(f)
+        for r in read_records(f, DOWNLOAD_REQUIRED)
     ]
     if not downloads and not import_manifests(paths.root):
         raise EmotionOpsError(
@@ -299,7 +330,7 @@ def stage_split(settings: Settings, params: Params) -> str:
     paths = DataPaths(settings.data_path)
     near_dup = (params.images.near_dup_distance, params.images.near_dup_dhash_distance)
     rows = build_split(
-        read_records(paths.images_csv),
+        read_records(paths.images_csv, IMAGE_REQUIRED),
         params.split,
         params.labels,
         near_dup,
@@ -351,17 +382,19 @@ def stage_validate(settings: Settings, params: Params, what: str, run_date: str)
             raise EmotionOpsError(
                 f"no URL manifest for {run_date} at {paths.manifest(run_date)}: run `emotionops scrape` first"
             )
-        kept, _ = clean_manifest(read_records(paths.manifest(run_date)), params.urls)
+        kept, _ = clean_manifest(
+            read_records(paths.manifest(run_date), MANIFEST_REQUIRED), params.urls
+        )
         return [validation.validate_urls(kept, params, settings, run_date)]
     for need in (paths.images_csv, *((paths.split_csv,) if what != "images" else ())):
         if not need.is_file():
             raise EmotionOpsError(f"no {need.name} at {need}: run `emotionops version-data` first")
-    images = read_records(paths.images_csv)
+    images = read_records(paths.images_csv, IMAGE_REQUIRED)
     reports = []
     if what in ("images", "data"):
         reports.append(validation.validate_images(images, params, settings, run_date))
     if what in ("split", "data"):
-        split_rows = read_records(paths.split_csv)
+        split_rows = read_records(paths.split_csv, SPLIT_COLUMNS)
         reports.append(validation.validate_split(split_rows, images, params, settings, run_date))
     return reports
 
@@ -376,11 +409,11 @@ def stage_load_images(settings: Settings, params: Params, run_date: str) -> dict
     paths = DataPaths(settings.data_path)
     require(stage_validate(settings, params, "data", run_date), "images.csv + split.csv")
     engine = _warehouse(settings)
-    rows = read_records(paths.images_csv)
+    rows = read_records(paths.images_csv, IMAGE_REQUIRED)
     for row in rows:
         for key in ("width", "height", "n_faces"):
             row[key] = int(row[key]) if row.get(key) else None
-    split_rows = read_records(paths.split_csv)
+    split_rows = read_records(paths.split_csv, SPLIT_COLUMNS)
     st = stats(split_rows)
     dataset_row = {
         "version_id": dataset_version_id(paths.split_csv),
@@ -500,6 +533,7 @@ def stage_evaluate(
             params.dataset.label_map,
             params.dataset.ignore,
             limit_per_class,
+            caps=params.dataset,
         )
     columns = model.columns_for(eval_labels)
     result = evaluate_probs(
@@ -533,8 +567,8 @@ def stage_edge(
     from emotionops.warehouse import load_emotion_events
 
     paths = DataPaths(settings.data_path)
-    engine = _warehouse(settings)
     pulled = pull_champion(tracking_uri, settings.model_name, paths.edge_cache)
+    engine = _warehouse(settings)  # after the model: no model, nothing to write
     if source is None:
         source = str(make_demo_video_from_faces(settings, params))
     if start_time is None:
@@ -568,7 +602,7 @@ def make_demo_video_from_faces(settings: Settings, params: Params) -> Path:
     from emotionops.edge.demo_video import make_demo_video
 
     paths = DataPaths(settings.data_path)
-    rows = read_records(paths.split_csv)
+    rows = read_records(paths.split_csv, SPLIT_COLUMNS)
     by_label: dict[str, list[Path]] = {}
     for r in rows:
         if r["split"] == "test":

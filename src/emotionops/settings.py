@@ -6,12 +6,14 @@ Settings are built lazily at the entry point; importing this module does no work
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvParseError
 
 from emotionops.errors import EmotionOpsError
 
@@ -72,11 +74,37 @@ class Settings(BaseSettings):
     )
     chromium_binary: Path = Path("/usr/bin/chromium")
     chromedriver: Path = Path("/usr/bin/chromedriver")
-    download_allow_hosts: list[str] = Field(
+    download_allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Hosts the downloader may fetch even if they resolve to private addresses "
-        "(the local stand-in, tests). Everything else on loopback/private ranges is refused.",
+        "(the local stand-in, tests): `host` (every port) or `host:port` (that port only), "
+        "comma-separated or a JSON list. Everything else on loopback/private ranges is refused.",
     )
+    download_ca_bundle: Path | None = Field(
+        None,
+        description="PEM file of extra CA certificates the downloader trusts beside the public "
+        "roots (a private image host, an intercepting proxy). Certificates are always verified.",
+    )
+
+    @field_validator("download_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """`a,b:8080` or `["a", "b:8080"]` from the environment; each entry checked."""
+        from emotionops.acquire.guard import parse_allow_entry
+
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list ({exc.msg})") from None
+            else:
+                value = [part for part in (p.strip() for p in text.split(",")) if part]
+        if isinstance(value, list):
+            for entry in value:
+                parse_allow_entry(str(entry))
+        return value
 
     @model_validator(mode="after")
     def _refuse_embedded_defaults_in_production(self) -> Settings:
@@ -119,8 +147,12 @@ class Settings(BaseSettings):
         if self.warehouse_password is None:
             return self.warehouse_url
         from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
 
-        url = make_url(self.warehouse_url)
+        try:
+            url = make_url(self.warehouse_url)
+        except (ArgumentError, ValueError) as exc:
+            raise SettingsError(f"EMOTIONOPS_WAREHOUSE_URL is not a database URL: {exc}") from exc
         if url.password is None:
             url = url.set(password=self.warehouse_password.get_secret_value())
         return url.render_as_string(hide_password=False)
@@ -131,6 +163,8 @@ def get_settings() -> Settings:
     """The process's settings; invalid environment values become one clear SettingsError."""
     try:
         return Settings()
+    except EnvParseError as exc:  # a value pydantic-settings could not even decode
+        raise SettingsError(f"invalid settings: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'EMOTIONOPS_' + str(err['loc'][0]).upper() + ': ' if err['loc'] else ''}"

@@ -252,7 +252,7 @@ def test_a_markup_change_is_a_config_edit(mosaic: SearchStandin, tmp_path: Path)
     with pytest.raises(
         ScrapeError, match=r"thumbnail selector .* matched nothing.*local\.thumbnail"
     ):
-        _run(mosaic.url, queries, 2, tmp_path / "old.csv", timeout_s=2)
+        _run(mosaic.url, queries, 2, tmp_path / "old.csv", timeout_s=8)
 
     # The same engine with only its selectors edited (as `scrape.engines:` in params.yaml).
     rows = _run(mosaic.url, queries, PER_FOLDER, tmp_path / "new.csv",
@@ -314,7 +314,7 @@ def _canary(base: str, **kw):
 
     return run_canary(
         kw.pop("engine", "local"), base, kw.pop("query", "happy face"), kw.pop("min_results", 3),
-        CHROMIUM, CHROMEDRIVER, timeout_s=kw.pop("timeout_s", 3), **kw,
+        CHROMIUM, CHROMEDRIVER, timeout_s=kw.pop("timeout_s", 20), **kw,
     )  # fmt: skip
 
 
@@ -336,7 +336,9 @@ def test_canary_passes_on_a_healthy_engine(standin: str) -> None:
     ],
 )  # fmt: skip
 def test_canary_names_the_broken_selector(standin: str, override: dict, reason: str) -> None:
-    result = _canary(standin, engines={"local": override}, timeout_s=1.5)
+    # Long enough for a page load on two busy cores: a shorter wait expired first there and
+    # named the page load instead of the selector (the invalid-CSS case fails at once anyway).
+    result = _canary(standin, engines={"local": override}, timeout_s=8)
     assert not result.ok and result.found == 0
     assert re.search(reason, result.reason), result.reason
     assert "\n" not in result.line() and "FAILED" in result.line()

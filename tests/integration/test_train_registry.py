@@ -226,7 +226,7 @@ def test_registry_down_fails_fast(trained) -> None:
         register_and_promote(url, "m", trained)
     with pytest.raises(RegistryError, match="not reachable"):
         get_alias_version(url, "m", "champion")
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 20  # MLflow's own retries would take minutes
 
 
 def test_training_with_tracking_server_down_fails_fast(tmp_path: Path) -> None:
@@ -236,7 +236,7 @@ def test_training_with_tracking_server_down_fails_fast(tmp_path: Path) -> None:
     start = time.monotonic()
     with pytest.raises(TrainingError, match="not reachable"):
         train(split_csv, tmp_path, LABELS, tiny_train_params(epochs=1), tracking_uri=dead_url())
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 20  # MLflow's own retries would take minutes
 
 
 def test_a_spent_time_budget_ends_the_run_with_the_learning_rate_at_its_floor(

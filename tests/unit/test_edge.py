@@ -184,8 +184,9 @@ def test_classifier_is_fast_per_face(classifier: TfliteEmotionClassifier) -> Non
     for _ in range(200):
         classifier.classify(face)
     per_face_ms = (time.perf_counter() - began) / 200 * 1000
-    # Keras model(x) costs ~36 ms per face here (PLATFORM-NOTES); the interpreter far less.
-    assert per_face_ms < 5.0, f"{per_face_ms:.3f} ms per face"
+    # Keras model(x) costs ~36 ms per face here (PLATFORM-NOTES), the interpreter ~0.3 ms:
+    # the bound tells them apart even on two busy cores (figures: bench/, not this test).
+    assert per_face_ms < 15.0, f"{per_face_ms:.3f} ms per face"
 
 
 # Camera -----------------------------------------------------------------------------------

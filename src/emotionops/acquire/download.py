@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +36,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from emotionops.acquire.guard import (
+    AllowList,
     DownloadRefused,
     GuardedBackend,
     GuardedTransport,
@@ -130,6 +132,19 @@ def store_bytes(data: bytes, fmt: str, raw_dir: Path) -> tuple[str, Path]:
     return digest, path
 
 
+def tls_refusal(exc: BaseException) -> str | None:
+    """The reason a TLS handshake was refused (expired, self-signed, wrong host...), from
+    the ssl error somewhere in `exc`'s chain; None when the error is not about TLS."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"TLS certificate refused: {seen.verify_message or seen.reason}"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS handshake failed: {seen.reason or seen}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -162,15 +177,18 @@ class Downloader:
         params: DownloadParams,
         allow_hosts: Iterable[str] = (),
         resolver: Resolver | None = None,
+        ca_bundle: Path | None = None,
     ) -> None:
         self.raw_dir = raw_dir
         self.params = params
-        self.allow_hosts = tuple(allow_hosts)
+        self.allow_hosts = AllowList(allow_hosts)  # host, or host:port for that port only
         limits = httpx.Limits(
             max_connections=params.workers, max_keepalive_connections=params.workers
         )
         self._client = httpx.Client(
-            transport=GuardedTransport(GuardedBackend(self.allow_hosts, resolver), limits),
+            transport=GuardedTransport(
+                GuardedBackend(self.allow_hosts, resolver), limits, ca_bundle
+            ),
             trust_env=False,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
@@ -232,9 +250,13 @@ class Downloader:
                             raise DownloadRefused(f"too large: over {cap} bytes streamed")
                     return bytes(buf)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if (why := tls_refusal(exc)) is not None:  # a bad certificate never heals
+                    raise DownloadRefused(why) from exc
                 raise _Transient(type(exc).__name__) from exc
-            except httpx.HTTPError as exc:  # invalid URL, local protocol errors: final
+            except httpx.HTTPError as exc:  # local protocol errors: final
                 raise DownloadRefused(f"{type(exc).__name__}: {exc}") from exc
+            except (httpx.InvalidURL, UnicodeError, ValueError) as exc:  # e.g. a bad IDNA host
+                raise DownloadRefused(f"malformed url: {exc}") from exc
         raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects")
 
     def _backoff(self, attempt: int, error: _Transient) -> float:

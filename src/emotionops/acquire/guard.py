@@ -14,13 +14,16 @@ backend that connects only to vetted addresses within a per-URL wall-time budget
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpcore
 import httpx
@@ -100,16 +103,77 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def check_url(url: str, allow_hosts: Iterable[str] = ()) -> None:
+#: A host name (or dotted IPv4 address) in an allow-list entry; `_` for internal names.
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+
+
+class AllowList:
+    """Hosts the downloader may reach although they are not public (the local stand-in,
+    tests): `host` allows every port of it, `host:port` (`[v6]:port`) that port only."""
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self.any_port: set[str] = set()
+        self.ports: set[tuple[str, int]] = set()
+        for entry in entries:
+            host, port = parse_allow_entry(entry)
+            if port is None:
+                self.any_port.add(host)
+            else:
+                self.ports.add((host, port))
+
+    def allows(self, host: str, port: int) -> bool:
+        name = host.lower().rstrip(".").strip("[]")
+        return name in self.any_port or (name, port) in self.ports
+
+
+def parse_allow_entry(entry: str) -> tuple[str, int | None]:
+    """`host`, `host:port` or `[v6]:port` -> (host, port or None); ValueError names the entry."""
+    text = entry.strip().lower()
+    if not text or "/" in text or "@" in text or any(c.isspace() for c in text):
+        raise ValueError(f"{entry!r} is not a host or host:port")
+    if text.startswith("["):  # [v6] or [v6]:port
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket or not _ip(inside) or (rest and not rest.startswith(":")):
+            raise ValueError(f"{entry!r} is not a host or host:port")
+        host, port_text = inside, rest[1:] if rest else None
+    elif text.count(":") > 1:  # a bare IPv6 address: every port
+        if not _ip(text):
+            raise ValueError(f"{entry!r} is not a host or host:port")
+        host, port_text = text, None
+    else:
+        host, _, port_text = text.partition(":")
+        host, port_text = host.rstrip("."), port_text if ":" in text else None
+        if not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"{entry!r} is not a host or host:port")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{entry!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _effective_port(parts: SplitResult) -> int:
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise DownloadRefused(f"malformed port in url: {exc}") from None
+    return port or (443 if parts.scheme == "https" else 80)
+
+
+def check_url(url: str, allow_hosts: AllowList | Iterable[str] = ()) -> None:
     """Refuse up front what needs no network to refuse: non-http(s) schemes, missing hosts and
     literal non-public IP addresses. Host names are vetted when connecting (`GuardedBackend`)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise DownloadRefused(f"malformed url: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise DownloadRefused(f"scheme {parts.scheme!r} not allowed (only http/https)")
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise DownloadRefused("no host in url")
-    if host in {h.lower() for h in allow_hosts}:
+    allow = allow_hosts if isinstance(allow_hosts, AllowList) else AllowList(allow_hosts)
+    if allow.allows(host, _effective_port(parts)):
         return
     addr = _ip(host)
     if addr is not None and (why := address_refusal(addr)):
@@ -183,8 +247,10 @@ class GuardedBackend(httpcore.SyncBackend):
     """httpcore network backend that resolves once, vets every address, and connects only to
     a vetted address (no time-of-check/time-of-use gap for DNS rebinding)."""
 
-    def __init__(self, allow_hosts: Iterable[str] = (), resolver: Resolver | None = None) -> None:
-        self.allow_hosts = frozenset(h.lower().rstrip(".") for h in allow_hosts)
+    def __init__(
+        self, allow_hosts: AllowList | Iterable[str] = (), resolver: Resolver | None = None
+    ) -> None:
+        self.allow = allow_hosts if isinstance(allow_hosts, AllowList) else AllowList(allow_hosts)
         self.resolver = resolver or system_resolver
 
     def connect_tcp(  # type: ignore[override]
@@ -199,7 +265,7 @@ class GuardedBackend(httpcore.SyncBackend):
         addresses = self.resolver(name, port)
         if not addresses:
             raise DownloadRefused(f"cannot resolve {name}: no addresses")
-        if name not in self.allow_hosts:
+        if not self.allow.allows(name, port):
             for text in addresses:
                 addr = _ip(text)
                 why = "not an IP address" if addr is None else address_refusal(addr)
@@ -221,6 +287,24 @@ class GuardedBackend(httpcore.SyncBackend):
         raise last
 
 
+class TlsConfigError(EmotionOpsError):
+    """The extra CA bundle cannot be read."""
+
+
+def tls_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
+    """Certificates are always verified: the public roots (certifi), plus the PEM file
+    `ca_bundle` when given (a private image host, an intercepting proxy, the tests' CA)."""
+    context = httpx.create_ssl_context(trust_env=False)
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsConfigError(
+                f"EMOTIONOPS_DOWNLOAD_CA_BUNDLE={ca_bundle}: not a readable PEM CA file ({exc})"
+            ) from exc
+    return context
+
+
 class GuardedTransport(httpx.HTTPTransport):
     """httpx transport whose connection pool uses `GuardedBackend`.
 
@@ -231,13 +315,15 @@ class GuardedTransport(httpx.HTTPTransport):
     address checks.
     """
 
-    def __init__(self, backend: GuardedBackend, limits: httpx.Limits) -> None:
+    def __init__(
+        self, backend: GuardedBackend, limits: httpx.Limits, ca_bundle: Path | None = None
+    ) -> None:
         super().__init__(trust_env=False, limits=limits, http1=True, http2=False)
         if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
             raise RuntimeError("unsupported httpx version: cannot install the SSRF guard")
         self._pool.close()
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=tls_context(ca_bundle),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -16,6 +16,8 @@ from fnmatch import fnmatchcase
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+
 from emotionops.errors import EmotionOpsError
 
 ALLOWED_SCHEMES = ("http", "https")
@@ -106,7 +108,12 @@ def normalise(url: str) -> UrlVerdict:
     netloc = f"[{host}]" if ":" in host else host
     if port and port != default:
         netloc = f"{netloc}:{port}"
-    return UrlVerdict(urlunsplit((scheme, netloc, parts.path or "/", parts.query, "")), True)
+    url = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    try:  # what the downloader's HTTP client will make of it (IDNA, host syntax)
+        httpx.URL(url).host  # noqa: B018
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        return UrlVerdict(raw, False, f"malformed host: {exc}", "malformed")
+    return UrlVerdict(url, True)
 
 
 # Denylist ------------------------------------------------------------------------------------

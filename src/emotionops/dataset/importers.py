@@ -27,6 +27,7 @@ import csv
 import hashlib
 import io
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from emotionops.files import atomic_write, read_records, write_records
 from emotionops.params import FER2013_LABELS, DatasetParams
 
 IMPORTS_DIR = "imports"
+SKIPPED_DIR = "skipped"  # imports/skipped/<name>.csv: what --skip-bad left out, and why
 #: Folder names of a split layout -> split hint ("trainval": train or val by hash, never test).
 SPLIT_DIRS = {
     "train": "trainval",
@@ -106,7 +108,9 @@ class ImportReport:
     n_images: int
     per_class: Counter = field(default_factory=Counter)  # (source class, split hint) -> n
     ignored: Counter = field(default_factory=Counter)  # source class -> n (not in labels)
-    skipped: list[str] = field(default_factory=list)  # unreadable files left out (skip_bad)
+    #: files left out with --skip-bad, each with its reason (also in `skipped_list`)
+    skipped: list[str] = field(default_factory=list)
+    skipped_list: Path | None = None
 
     def summary(self) -> str:
         classes = Counter()
@@ -117,7 +121,10 @@ class ImportReport:
         if self.ignored:
             text += f"; left out for now (dataset.ignore): {dict(sorted(self.ignored.items()))}"
         if self.skipped:
-            text += f"; skipped {len(self.skipped)} unreadable file(s), e.g. {self.skipped[0]}"
+            text += (
+                f"; skipped {len(self.skipped)} unreadable file(s), listed in {self.skipped_list}:"
+            )
+            text += "".join(f"\n  {line}" for line in self.skipped)
         return text
 
 
@@ -183,6 +190,13 @@ def scan_fer_csv(path: Path, split: str = "auto") -> list[_Item]:
     path = Path(path)
     if not path.is_file():
         raise DatasetImportError(f"{path}: file not found")
+    try:
+        return _fer_csv_items(path, split)
+    except (csv.Error, UnicodeDecodeError) as exc:  # NUL bytes, huge fields, not UTF-8
+        raise DatasetImportError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _fer_csv_items(path: Path, split: str) -> list[_Item]:
     items = []
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -229,14 +243,55 @@ def scan_fer_csv(path: Path, split: str = "auto") -> list[_Item]:
     return items
 
 
-def decode_gray(data: bytes, where: str) -> tuple[np.ndarray, str]:
-    """Grayscale uint8 pixels and Pillow's format name; errors name the file."""
+def read_item(item: _Item, where: str, root: Path, max_bytes: int) -> bytes:
+    """The bytes of one source item, refusing what must not be read: special files (a FIFO
+    would block forever), links out of the dataset folder, oversized and unreadable files."""
+    if item.data is not None:
+        return item.data
+    path = item.file
+    assert path is not None
+    try:
+        info = path.stat()  # follows links: what would be read
+        if not stat.S_ISREG(info.st_mode):
+            raise DatasetImportError(f"{where}: not a regular file ({_file_kind(info.st_mode)})")
+        if not path.resolve().is_relative_to(root.resolve()):
+            raise DatasetImportError(
+                f"{where}: a link to {path.resolve()}, outside the dataset folder {root}"
+            )
+        if info.st_size > max_bytes:
+            raise DatasetImportError(
+                f"{where}: {info.st_size} bytes, larger than dataset.max_file_bytes {max_bytes}"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetImportError(f"{where}: cannot read ({exc.strerror or exc})") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}  # fmt: skip
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def decode_gray(data: bytes, where: str, max_pixels: int) -> tuple[np.ndarray, str]:
+    """Grayscale uint8 pixels and Pillow's format name; errors name the file. The pixel cap
+    is checked on the header, before anything is decoded (decompression bombs)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise DatasetImportError(
+                    f"{where}: {width}x{height} pixels, more than dataset.max_pixels {max_pixels}"
+                )
             img.load()
             fmt = str(img.format or "")
             gray = ImageOps.exif_transpose(img).convert("L")
             return np.asarray(gray, dtype=np.uint8), fmt
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, met before our check
+        raise DatasetImportError(
+            f"{where}: more pixels than dataset.max_pixels {max_pixels} (a decompression "
+            f"bomb: {exc})"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DatasetImportError(f"{where}: not a readable image ({exc})") from None
 
@@ -279,9 +334,9 @@ def import_source(
     bad: list[str] = []
     for item in items:
         where = f"{source / item.origin}" if item.file else f"{source.name} ({item.origin})"
-        data = item.data if item.data is not None else item.file.read_bytes()  # type: ignore[union-attr]
         try:
-            gray, fmt = decode_gray(data, where)
+            data = read_item(item, where, source, dataset.max_file_bytes)
+            gray, fmt = decode_gray(data, where, dataset.max_pixels)
         except DatasetImportError as exc:
             (skipped if skip_bad else bad).append(str(exc))
             continue
@@ -322,7 +377,14 @@ def import_source(
             atomic_write(path, data)
     manifest = data_root / IMPORTS_DIR / f"{name}.csv"
     write_records(rows, manifest)
-    report = ImportReport(name, manifest, len(rows), skipped=skipped)
+    skipped_list = data_root / IMPORTS_DIR / SKIPPED_DIR / f"{name}.csv"
+    if skipped:  # beside the manifest, replaced by every import of the source
+        write_records([{"reason": line} for line in skipped], skipped_list)
+    else:
+        skipped_list.unlink(missing_ok=True)
+    report = ImportReport(
+        name, manifest, len(rows), skipped=skipped, skipped_list=skipped_list if skipped else None
+    )
     for row in rows:
         report.per_class[(str(row["source_label"]), str(row["split"]))] += 1
         if map_label(str(row["source_label"]), labels, dataset, name) is None:
@@ -340,7 +402,7 @@ def split_hints(data_root: Path) -> dict[str, str]:
     """sha256 -> split hint of every imported image that has one (first source wins)."""
     hints: dict[str, str] = {}
     for manifest in import_manifests(data_root):
-        for row in read_records(manifest):
+        for row in read_records(manifest, MANIFEST_FIELDS):
             if row.get("split"):
                 hints.setdefault(row["sha256"], row["split"])
     return hints
@@ -387,7 +449,7 @@ def clean_imports(
     pixels = {r.pixel_sha256: r.sha256 for r in earlier if r.status == "accepted"}
     result = ImportCleanResult(records=[])
     for manifest in import_manifests(data_root):
-        for row in read_records(manifest):
+        for row in read_records(manifest, MANIFEST_FIELDS):
             where = f"{manifest} ({row.get('origin', '')})"
             label = map_label(row["source_label"], labels, dataset, where)
             if label is None:
@@ -412,7 +474,7 @@ def clean_imports(
             raw = data_root / row["path"]
             if not raw.is_file():
                 raise DatasetImportError(f"{where}: stored file {raw} is missing (re-import)")
-            gray, _ = decode_gray(raw.read_bytes(), str(raw))
+            gray, _ = decode_gray(raw.read_bytes(), str(raw), dataset.max_pixels)
             record.pixel_sha256 = iq.pixel_hash(gray)
             first_sha = pixels.setdefault(record.pixel_sha256, sha)
             if first_sha != sha:

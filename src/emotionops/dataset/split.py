@@ -21,6 +21,7 @@ from emotionops.files import atomic_write, write_records
 from emotionops.params import SplitParams
 
 SPLITS = ("train", "val", "test")
+SPLIT_COLUMNS = ("path", "label", "split", "sha256")  # split.csv, one row per face
 
 log = logging.getLogger(__name__)
 

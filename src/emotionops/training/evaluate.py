@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from emotionops.errors import EmotionOpsError
+from emotionops.params import DatasetParams
 
 
 class EvaluationError(EmotionOpsError):
@@ -427,19 +428,21 @@ def folder_eval_set(
     label_map: dict[str, str] | None = None,
     ignore: Sequence[str] = (),
     limit_per_class: int | None = None,
+    caps: DatasetParams | None = None,
 ) -> EvalSet:
     """An external labelled folder of class folders, read like an import: classes map onto
     `labels` (label_map, ignore); unreadable files are errors. A split layout (train/,
     publictest/ ...) is refused: scoring its training images with its test images would
-    inflate every figure, so the caller names the split to score."""
+    inflate every figure, so the caller names the split to score. `caps`: the file-size and
+    pixel caps of imports (params.dataset; special files and links out are refused too)."""
     from emotionops.dataset.importers import (
         SPLIT_DIRS,
         decode_gray,
         map_label,
+        read_item,
         scan_folder,
         square_resize,
     )
-    from emotionops.params import DatasetParams
 
     splits = sorted(d.name for d in Path(folder).glob("*/") if d.name.lower() in SPLIT_DIRS)
     if splits:
@@ -448,7 +451,8 @@ def folder_eval_set(
             f"{folder} holds split folders ({', '.join(splits)}): evaluate one of them, "
             f"e.g. {Path(folder) / (tests or splits)[0]}"
         )
-    mapping = DatasetParams(label_map=dict(label_map or {}), ignore=list(ignore))
+    caps = caps or DatasetParams()
+    mapping = caps.model_copy(update={"label_map": dict(label_map or {}), "ignore": list(ignore)})
     items = scan_folder(Path(folder), "hash")
     index = {lab: i for i, lab in enumerate(labels)}
     images, ys, paths = [], [], []
@@ -460,8 +464,9 @@ def folder_eval_set(
         if limit_per_class is not None and taken.get(label, 0) >= limit_per_class:
             continue
         taken[label] = taken.get(label, 0) + 1
-        assert item.file is not None
-        gray, _ = decode_gray(item.file.read_bytes(), str(item.file))
+        where = str(item.file)
+        data = read_item(item, where, Path(folder), caps.max_file_bytes)
+        gray, _ = decode_gray(data, where, caps.max_pixels)
         images.append(square_resize(gray, image_size)[:, :, None])
         ys.append(index[label])
         paths.append(item.origin)

@@ -77,13 +77,19 @@ def _interpreter(tflite_path: Path) -> Any:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=str(tflite_path))
+    try:
+        return Interpreter(model_path=str(tflite_path))
+    except (ValueError, RuntimeError) as exc:  # not a flatbuffer, unsupported ops
+        raise ExportError(f"{tflite_path}: not a loadable TFLite model ({exc})") from exc
 
 
 def tflite_predict(tflite_path: Path, x: np.ndarray) -> np.ndarray:
     """Probabilities for a batch, one image per invoke (as the edge runs it)."""
     interp = _interpreter(Path(tflite_path))
-    interp.allocate_tensors()
+    try:
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ExportError(f"{tflite_path}: not a loadable TFLite model ({exc})") from exc
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     x = np.asarray(x, dtype=np.float32)

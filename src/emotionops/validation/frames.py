@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from emotionops.dataset.split import SPLITS, near_duplicate_groups
+from emotionops.dataset.split import SPLIT_COLUMNS, SPLITS, near_duplicate_groups
 
 #: Columns of a cleaned URL manifest: the scraper's manifest columns + the normalised URL's hash.
 URL_COLUMNS = (
@@ -38,8 +38,6 @@ IMAGE_COLUMNS = (
 )  # fmt: skip
 IMAGE_INTS = ("width", "height", "n_faces")
 IMAGE_FLOATS = ("brightness", "contrast", "entropy", "drawing_score", "sharpness", "align_angle")
-#: split.csv (emotionops.dataset.build_split).
-SPLIT_COLUMNS = ("path", "label", "split", "sha256")
 
 Rows = pd.DataFrame | Iterable[Mapping[str, Any]]
 

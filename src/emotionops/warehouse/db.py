@@ -39,7 +39,7 @@ def safe_url(url: str) -> str:
     """The URL with its password hidden (for messages and logs)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a non-numeric port
         return "<unparseable URL>"
 
 
@@ -104,8 +104,10 @@ def connect(url: str, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> E
     where = safe_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise WarehouseError(f"not a database URL: {where} ({first_line(exc)})") from exc
+    except (ArgumentError, ValueError) as exc:  # ValueError: a non-numeric port
+        raise WarehouseError(
+            f"not a database URL: {where} ({first_line(exc)}); check EMOTIONOPS_WAREHOUSE_URL"
+        ) from exc
     connect_args: dict[str, Any] = {}
     backend = parsed.get_backend_name()
     if backend == "sqlite":
