@@ -3,8 +3,8 @@
 # project's DAGs, for `make airflow` / `make airflow-stop`.
 #   scripts/airflow-local.sh start   start in the background on a free port, wait until
 #                                    healthy, print the URL and where the admin password is
-#   scripts/airflow-local.sh stop    stop it and every child (SIGINT, as Airflow expects;
-#                                    SIGTERM to the whole process group if it lingers)
+#   scripts/airflow-local.sh stop    stop it and every child (SIGTERM to its process group,
+#                                    SIGKILL after 30 s if anything lingers)
 # AIRFLOW_HOME (default ./airflow-home) holds its database, logs, pid and URL files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,11 +52,13 @@ PY
 }
 
 stop() {
-  if ! running; then echo "Airflow is not running"; rm -f "$PID_FILE"; return 0; fi
+  if ! running; then echo "Airflow is not running"; rm -f "$PID_FILE" "$URL_FILE"; return 0; fi
   local pid; pid=$(cat "$PID_FILE")
-  kill -INT -- "-$pid" 2>/dev/null || true
+  # SIGTERM to the whole process group: every component (scheduler, API server, DAG
+  # processor, triggerer and their workers) shuts down itself. SIGTERM to standalone alone
+  # leaves its children running, and SIGINT is ignored by a background job of a script.
+  kill -TERM -- "-$pid" 2>/dev/null || true
   for _ in $(seq 30); do pgrep -g "$pid" >/dev/null || break; sleep 1; done
-  if pgrep -g "$pid" >/dev/null; then kill -TERM -- "-$pid" 2>/dev/null || true; sleep 3; fi
   if pgrep -g "$pid" >/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   rm -f "$PID_FILE" "$URL_FILE"
   echo "Airflow stopped"
