@@ -20,7 +20,7 @@ help: ## Show this help
 	@echo "Layout: dags/ (wiring only), plugins/, scripts/ (local Airflow), bench/, tests/, and"
 	@echo "src/emotionops/ with one package per stage: acquire/ (scrape, urls, guard, download),"
 	@echo "clean/ (images, quality, faces), dataset/ (importers, split, dvc), validation/,"
-	@echo "warehouse/, training/, registry.py, tracking.py, edge/, api/; pipeline.py runs a stage,"
+	@echo "warehouse/, training/, registry.py + gate.py, tracking.py, edge/, api/; pipeline.py runs a stage,"
 	@echo "cli.py exposes it. Knobs: params.yaml. Endpoints and secrets: settings.py (EMOTIONOPS_*)."
 
 # --- set-up ------------------------------------------------------------------------------

@@ -48,7 +48,12 @@ def _options(
         os.environ[DEBUG_ENV] = "1"
 
 
+registry_app = typer.Typer(
+    help="The model registry: register a run, gate and promote, roll back, show the history.",
+    no_args_is_help=True,
+)
 app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(registry_app, name="registry")
 app.add_typer(standin_app, name="standin")
 
 console = Console(stderr=True)
@@ -388,11 +393,9 @@ def train(
         f"{result.test_macro_f1:.3f}, {result.epochs_run} epochs in {result.train_seconds:.0f} s "
         f"({result.train_images_per_s:.0f} img/s)"
     )
-    if promotion is not None:
-        summary += f"; {settings.model_name} v{promotion.version} " + (
-            "is the new champion" if promotion.promoted else f"not promoted ({promotion.reason})"
-        )
     console.print(summary)
+    if promotion is not None:
+        print_promotion(promotion, settings.model_name)
 
 
 @app.command()
@@ -594,6 +597,94 @@ def demo(
 
     settings, params, run_date = _context(run_date)
     run_demo(settings, params, run_date, images=images, video=video)
+
+
+# Registry -----------------------------------------------------------------------------------
+def print_promotion(promotion, model_name: str) -> None:
+    """The gate's decision as a short table: every check, its figures, pass or fail."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    decision = promotion.decision
+    verdict = "PROMOTED to champion" if promotion.promoted else "REFUSED (stays challenger)"
+    table = Table(title=f"{model_name} v{promotion.version}: {verdict}", title_justify="left")
+    for column in ("check", "result", "figures"):
+        table.add_column(column)
+    for check in decision.checks if decision else []:
+        table.add_row(check.name, "pass" if check.passed else "FAIL", escape(check.detail))
+    console.print(table)
+    for note in decision.notes if decision else []:
+        console.print(f"note: {escape(note)}")
+
+
+@registry_app.command("register")
+def registry_register(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of an `emotionops train` run.")],
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Register the run's model as a new version with alias `challenger`, tagged with its
+    dataset version, git commit, label set and key metrics (then `registry promote`)."""
+    from emotionops.registry import register
+
+    settings, _, _ = _context()
+    version = register(_tracking_uri(settings, tracking_uri), settings.model_name, run_id)
+    console.print(f"{settings.model_name} v{version.version} registered (alias challenger)")
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Version to gate. Default: the challenger.")
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Score the version and the champion on the same frozen test faces, check its TFLite
+    file on the edge runtime, and move `champion` only when every check of params.yaml
+    registry: passes. Exit 0 either way; the table says which checks failed."""
+    from emotionops.pipeline import stage_promote
+
+    settings, params, _ = _context()
+    promotion = stage_promote(settings, params, _tracking_uri(settings, tracking_uri), version)
+    print_promotion(promotion, settings.model_name)
+
+
+@registry_app.command("rollback")
+def registry_rollback(tracking_uri: TrackingUri = None) -> None:
+    """Move `champion` back to the version it replaced (from the audit history)."""
+    from emotionops.pipeline import stage_rollback
+
+    settings, _, _ = _context()
+    move = stage_rollback(settings, _tracking_uri(settings, tracking_uri))
+    console.print(
+        f"{settings.model_name}: champion v{move.previous_version} -> v{move.model_version}"
+    )
+
+
+@registry_app.command("status")
+def registry_status(tracking_uri: TrackingUri = None) -> None:
+    """Versions with their aliases and key figures, and every decision with its reason."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from emotionops.registry import status
+
+    settings, _, _ = _context()
+    report = status(_tracking_uri(settings, tracking_uri), settings.model_name)
+    versions = Table(title=f"{report.model_name}: versions", title_justify="left")
+    for column in ("version", "aliases", "dataset", "test accuracy", "macro-F1", "gate"):
+        versions.add_column(column)
+    for v in report.versions:
+        versions.add_row(str(v["version"]), ", ".join(v["aliases"]), v["dataset_version"],
+                         v["test_accuracy"], v["test_macro_f1"], v["gate"])  # fmt: skip
+    console.print(versions)
+    history = Table(title="decisions, oldest first", title_justify="left")
+    for column in ("when (UTC)", "version", "alias", "decision", "from", "reason"):
+        history.add_column(column)
+    for m in report.history:
+        history.add_row(m.decided_at.strftime("%Y-%m-%d %H:%M:%S"), str(m.model_version),
+                        m.alias, m.decision, "" if m.previous_version is None else
+                        f"v{m.previous_version}", escape(m.reason))  # fmt: skip
+    console.print(history)
 
 
 @app.command("mlflow-server")

@@ -377,6 +377,30 @@ class EvaluateParams(_Section):
     flip_check: bool = Field(True, description="behavioural test: a mirrored face keeps its label")
 
 
+class RegistryParams(_Section):
+    """The promotion gate (emotionops.gate): what a challenger must show, on the same test
+    faces as the champion, to become champion."""
+
+    min_improvement: float = Field(
+        0.005, ge=-1, le=1, description="macro-F1 gain over the champion needed to promote"
+    )
+    max_recall_drop: float = Field(
+        0.05, ge=0, le=1, description="largest fall of any label's recall vs the champion"
+    )
+    min_tflite_agreement: float = Field(
+        0.99, ge=0, le=1, description="share of test faces where TFLite and Keras agree (top-1)"
+    )
+    max_latency_ms: float = Field(
+        50, gt=0, le=10_000, description="median TFLite time per face on the gate's machine"
+    )
+    floor_macro_f1: float = Field(
+        0.3, ge=0, le=1, description="macro-F1 the first champion needs (no champion to beat)"
+    )
+    lease_s: float = Field(
+        600, gt=0, le=86_400, description="a promotion's lease; a crashed holder frees it then"
+    )
+
+
 class EdgeParams(_Section):
     camera_id: str = "demo-cam"
     window_seconds: float = Field(5, gt=0, le=86_400)
@@ -425,6 +449,7 @@ class Params(_Section):
     dataset: DatasetParams = DatasetParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    registry: RegistryParams = RegistryParams()
     edge: EdgeParams = EdgeParams()
     demo: DemoParams = DemoParams()
 

@@ -476,14 +476,45 @@ def stage_train(
         import shutil
 
         shutil.rmtree(history)
-    promotion = (
-        register_and_promote(tracking_uri, settings.model_name, result) if register else None
-    )
+    promotion = None
+    if register:  # challenger, then the gate against the champion on the same test faces
+        promotion = register_and_promote(
+            tracking_uri, settings.model_name, result.run_id, paths.faces, params.registry,
+            _warehouse(settings), params.evaluate.predict_batch,
+        )  # fmt: skip
     # The run's metrics, per-epoch curves, per-class metrics, confusion cells and the alias
     # moves the registry audited: one transaction. Should it fail, `emotionops warehouse
     # load-run <run id>` loads the same rows later (they live in MLflow).
     load_run(_warehouse(settings), tracking_uri, result.run_id, run_date)
     return result, promotion
+
+
+def stage_promote(
+    settings: Settings, params: Params, tracking_uri: str, version: int | None = None
+):
+    """Gate a registered version (default: the challenger) against the champion and move
+    `champion` when it passes; the decision also lands in the warehouse's audit table."""
+    from emotionops.registry import promote
+    from emotionops.warehouse import load_promotions
+
+    engine = _warehouse(settings)
+    promotion = promote(
+        tracking_uri, settings.model_name, DataPaths(settings.data_path).faces, params.registry,
+        engine, version, params.evaluate.predict_batch,
+    )  # fmt: skip
+    load_promotions(engine, promotion.moves)
+    return promotion
+
+
+def stage_rollback(settings: Settings, tracking_uri: str):
+    """Move `champion` back to the version it replaced; audited in MLflow and the warehouse."""
+    from emotionops.registry import rollback
+    from emotionops.warehouse import load_promotions
+
+    engine = _warehouse(settings)
+    move = rollback(tracking_uri, settings.model_name)
+    load_promotions(engine, [move])
+    return move
 
 
 def stage_evaluate(

@@ -4,9 +4,11 @@ Promotion goes through aliases, never stages: the edge loads `models:/<name>@cha
 promoting or rolling back is moving that alias. Every version carries tags (test_accuracy,
 run_id, dataset_version, gate decision) so the registry UI alone explains each move.
 
-Foundation-level gate: the new version becomes champion when there is none yet or when its
-test_accuracy >= the champion's recorded test_accuracy tag; otherwise it becomes challenger.
-(A later gate re-evaluates both on the same frozen test set.)
+`register` makes a run's model a new version with alias `challenger`; `promote` gates it
+against the champion (emotionops.gate: both scored here on the same frozen test faces, the
+TFLite file checked on the edge runtime) under the model's promotion lease in the warehouse,
+and moves `champion` only when every check passes; `rollback` moves `champion` back to the
+version it replaced; `status` lists versions, aliases and the decision history.
 
 Audit: every alias move produces an `AliasMove` (model, version, alias, previous holder,
 decision, reason, metrics compared, time, run id). It is kept durably on the version it moved
@@ -21,6 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emotionops import tracking
@@ -28,8 +31,10 @@ from emotionops import tracking
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from sqlalchemy import Engine
 
-    from emotionops.training.train import TrainResult
+    from emotionops.gate import GateDecision
+    from emotionops.params import RegistryParams
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -50,10 +55,10 @@ class AliasMove:
     model_name: str
     model_version: int
     alias: str
-    decision: str  # promoted | refused (moved to challenger instead) | rollback
+    decision: str  # registered (alias challenger) | promoted | refused (recorded) | rollback
     previous_version: int | None  # who held `alias` before
     reason: str
-    decided_at: datetime  # UTC, whole seconds (part of the warehouse key)
+    decided_at: datetime  # UTC; the warehouse key keeps whole seconds (as_row)
     metric_name: str | None = None
     new_value: float | None = None  # this version's metric
     old_value: float | None = None  # the value it was compared with (the champion's)
@@ -75,6 +80,7 @@ class AliasMove:
     def as_row(self) -> dict[str, Any]:
         """The warehouse `model_promotion` row."""
         row = asdict(self)
+        row["decided_at"] = self.decided_at.replace(microsecond=0)
         row["model_version"] = str(self.model_version)
         row["previous_version"] = (
             None if self.previous_version is None else str(self.previous_version)
@@ -89,6 +95,7 @@ class Promotion:
     previous_version: int | None
     reason: str
     moves: tuple[AliasMove, ...] = field(default_factory=tuple)
+    decision: GateDecision | None = None  # every check with its figures
 
 
 def ensure_reachable(tracking_uri: str) -> None:
@@ -126,28 +133,6 @@ def get_alias_version(tracking_uri: str, model_name: str, alias: str) -> ModelVe
     return _alias_version(_client(tracking_uri), model_name, alias)
 
 
-def _recorded_accuracy(version: ModelVersion) -> float | None:
-    try:
-        return float(version.tags["test_accuracy"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def decide(new_accuracy: float, champion: ModelVersion | None) -> tuple[bool, str]:
-    """The foundation-level gate: (promote?, human-readable reason)."""
-    if champion is None:
-        return True, "no champion yet"
-    old = _recorded_accuracy(champion)
-    if old is None:
-        return False, (
-            f"champion v{champion.version} has no test_accuracy tag; not replacing it "
-            "automatically (promote by hand if intended)"
-        )
-    if new_accuracy >= old:
-        return True, f"test_accuracy {new_accuracy:.4f} >= champion v{champion.version} {old:.4f}"
-    return False, f"test_accuracy {new_accuracy:.4f} < champion v{champion.version} {old:.4f}"
-
-
 def audit_moves(version: ModelVersion) -> list[AliasMove]:
     """The alias moves recorded on `version` (its `audit` tag); [] when it has none."""
     raw = (version.tags or {}).get(AUDIT_TAG)
@@ -161,83 +146,284 @@ def audit_moves(version: ModelVersion) -> list[AliasMove]:
         ) from exc
 
 
-def _record_move(
+def _version(client: MlflowClient, model_name: str, version: int | str) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(model_name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"{model_name} has no version {version!r}: {exc.message}") from exc
+
+
+def move_alias(
     client: MlflowClient,
-    move: AliasMove,
     version: ModelVersion,
-    on_move: Callable[[AliasMove], None] | None,
-) -> None:
-    """Append `move` to the version's audit tag, then tell `on_move`."""
-    history = [m.to_json() for m in audit_moves(version)] + [move.to_json()]
-    client.set_model_version_tag(
-        move.model_name, str(move.model_version), AUDIT_TAG, json.dumps(history)
+    alias: str,
+    decision: str,
+    reason: str,
+    previous: ModelVersion | None,
+    on_move: Callable[[AliasMove], None] | None = None,
+    metric: tuple[str, float | None, float | None] = ("macro_f1", None, None),
+    move: bool = True,
+) -> AliasMove:
+    """Point `alias` at `version` (unless `move` is False: a refused decision, recorded only)
+    and append the decision to the version's audit tag, then tell `on_move`."""
+    if move:
+        client.set_registered_model_alias(version.name, alias, version.version)
+    record = AliasMove(
+        model_name=version.name,
+        model_version=int(version.version),
+        alias=alias,
+        decision=decision,
+        previous_version=int(previous.version) if previous is not None else None,
+        reason=reason[:500],
+        decided_at=datetime.now(UTC),  # microseconds: orders moves within one second
+        metric_name=metric[0],
+        new_value=metric[1],
+        old_value=metric[2],
+        run_id=version.run_id or (version.tags or {}).get("run_id"),
+        dataset_version=(version.tags or {}).get("dataset_version"),
     )
+    fresh = client.get_model_version(version.name, version.version)  # other moves' tags too
+    history = [m.to_json() for m in audit_moves(fresh)] + [record.to_json()]
+    client.set_model_version_tag(version.name, version.version, AUDIT_TAG, json.dumps(history))
     if on_move is not None:
-        on_move(move)
+        on_move(record)
+    return record
 
 
-def register_and_promote(
+def register(
     tracking_uri: str,
     model_name: str,
-    result: TrainResult,
-    alias: str = CHAMPION,
+    run_id: str,
     on_move: Callable[[AliasMove], None] | None = None,
-) -> Promotion:
-    """Register `result.model_uri` as a new version of `model_name` and apply the gate.
-
-    The alias move (to `alias` when promoted, to challenger when refused) is audited: see
-    the module docstring."""
+) -> ModelVersion:
+    """Register the run's model as a new version of `model_name`, alias `challenger`, tagged
+    with what a reviewer needs: dataset version, git commit, label set and key metrics."""
     ensure_reachable(tracking_uri)
     import mlflow
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
     try:
-        champion = _alias_version(client, model_name, alias)
-        # register_model resolves LoggedModel URIs (models:/m-...) through the fluent client.
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        version = mlflow.register_model(
-            result.model_uri,
-            model_name,
-            tags={
-                "test_accuracy": f"{result.test_accuracy:.6f}",
-                "test_macro_f1": f"{result.test_macro_f1:.6f}",
-                "run_id": result.run_id,
-                "dataset_version": result.dataset_version or "unversioned",
-                "tflite_uri": result.tflite_uri or f"runs:/{result.run_id}/tflite",
-                "tflite_parity": f"{result.tflite_parity:.3g}",
-            },
-        )
-        promoted, reason = decide(result.test_accuracy, champion)
-        target = alias if promoted else CHALLENGER
-        holder = champion if promoted else _alias_version(client, model_name, CHALLENGER)
-        client.set_registered_model_alias(model_name, target, version.version)
-        client.set_model_version_tag(model_name, version.version, "gate", target)
-        client.set_model_version_tag(model_name, version.version, "gate_reason", reason)
-        move = AliasMove(
-            model_name=model_name,
-            model_version=int(version.version),
-            alias=target,
-            decision="promoted" if promoted else "refused",
-            previous_version=int(holder.version) if holder is not None else None,
-            reason=reason,
-            decided_at=datetime.now(UTC).replace(microsecond=0),
-            metric_name="test_accuracy",
-            new_value=float(result.test_accuracy),
-            old_value=_recorded_accuracy(champion) if champion is not None else None,
-            run_id=result.run_id,
-            dataset_version=result.dataset_version,
-        )
-        _record_move(client, move, version, on_move)
+        run = client.get_run(run_id)
     except MlflowException as exc:
-        raise RegistryError(
-            f"registering {result.model_uri} as {model_name} failed: {exc}"
-        ) from exc
-    return Promotion(
-        version=int(version.version),
-        promoted=promoted,
-        previous_version=int(champion.version) if champion is not None else None,
-        reason=reason,
-        moves=(move,),
+        raise RegistryError(f"no MLflow run {run_id!r} at {tracking_uri}: {exc.message}") from exc
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        output_format="list",
     )
+    model = next((m for m in models if m.name == "model"), None)
+    if model is None:
+        raise RegistryError(f"run {run_id} logged no model named `model`: not a training run")
+    data = run.data
+    tags = {
+        "run_id": run_id,
+        "dataset_version": data.tags.get("dataset_version", "unversioned"),
+        "git_commit": data.tags.get("git_commit", "unknown"),
+        "labels": data.params.get("labels", ""),
+        "tflite_uri": f"runs:/{run_id}/tflite",
+        **{
+            k: f"{data.metrics[k]:.6f}"
+            for k in ("test_accuracy", "test_macro_f1")
+            if k in data.metrics
+        },
+    }
+    try:
+        version = mlflow.register_model(model.model_uri, model_name, tags=tags)
+        holder = _alias_version(client, model_name, CHALLENGER)
+        move_alias(client, version, CHALLENGER, "registered", "new version from training",
+                   holder, on_move)  # fmt: skip
+    except MlflowException as exc:
+        raise RegistryError(f"registering run {run_id} as {model_name} failed: {exc}") from exc
+    return version
+
+
+def promote(
+    tracking_uri: str,
+    model_name: str,
+    faces_root: Path,
+    params: RegistryParams,
+    engine: Engine,
+    version: int | None = None,
+    predict_batch: int = 256,
+    on_move: Callable[[AliasMove], None] | None = None,
+) -> Promotion:
+    """Gate `version` (default: the `challenger`) against the current champion and move
+    `champion` when it passes (emotionops.gate). Under the model's promotion lease in the
+    warehouse, the champion is read again right before the decision, so two promotions at
+    once compare against each other's result and the worse model never ends up serving."""
+    ensure_reachable(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    from emotionops.warehouse.lease import promotion_lease
+
+    client = _client(tracking_uri)
+    try:
+        with promotion_lease(engine, model_name, ttl_s=params.lease_s):
+            challenger = (
+                _version(client, model_name, version)
+                if version is not None
+                else _alias_version(client, model_name, CHALLENGER)
+            )
+            if challenger is None:
+                raise RegistryError(
+                    f"{model_name} has no challenger: register a run first or pass --version"
+                )
+            champion = _alias_version(client, model_name, CHAMPION)  # re-read under the lease
+            if champion is not None and champion.version == challenger.version:
+                raise RegistryError(f"{model_name} v{challenger.version} is the champion already")
+            decision = gate_decision(client, tracking_uri, challenger, champion, faces_root,
+                                     params, predict_batch)  # fmt: skip
+            for key, value in {
+                "gate": "promoted" if decision.promote else "refused",
+                "gate_reason": decision.reason[:5000],
+                "gate_figures": json.dumps(decision.figures()),
+            }.items():
+                client.set_model_version_tag(model_name, challenger.version, key, value)
+            record = move_alias(
+                client, challenger, CHAMPION, "promoted" if decision.promote else "refused",
+                decision.reason, champion, on_move,
+                ("macro_f1", decision.challenger.macro_f1,
+                 decision.champion.macro_f1 if decision.champion else None),
+                move=decision.promote,
+            )  # fmt: skip
+            if decision.promote and challenger.version == getattr(
+                _alias_version(client, model_name, CHALLENGER), "version", None
+            ):  # it serves now: no longer a challenger
+                client.delete_registered_model_alias(model_name, CHALLENGER)
+    except MlflowException as exc:
+        raise RegistryError(f"promoting {model_name} failed: {exc.message}") from exc
+    return Promotion(
+        version=int(challenger.version),
+        promoted=decision.promote,
+        previous_version=int(champion.version) if champion is not None else None,
+        reason=decision.reason,
+        moves=(record,),
+        decision=decision,
+    )
+
+
+def gate_decision(
+    client: MlflowClient,
+    tracking_uri: str,
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    faces_root: Path,
+    params: RegistryParams,
+    predict_batch: int,
+) -> GateDecision:
+    """Score both versions on the challenger's test split and decide (emotionops.gate)."""
+    import tempfile
+
+    from emotionops.gate import GateError, decide, run_split, score_version
+    from emotionops.training.evaluate import EvaluationError, split_eval_set
+
+    try:
+        new = score_version(client, tracking_uri, challenger, None, predict_batch)
+        old = None
+        if champion is not None:
+            old = score_version(client, tracking_uri, champion, None, predict_batch)
+            if (old.labels, old.image_size) != (new.labels, new.image_size):
+                return decide(new, old, params)  # refused on the mismatch, nothing to score
+        with tempfile.TemporaryDirectory(prefix="emotionops-gate-") as tmp:
+            split_csv = run_split(client, new.run_id, Path(tmp))
+            test = split_eval_set(split_csv, faces_root, new.labels, new.image_size, "test")
+            new = score_version(client, tracking_uri, challenger, test, predict_batch)
+            if champion is not None:
+                old = score_version(client, tracking_uri, champion, test, predict_batch)
+    except (GateError, EvaluationError) as exc:
+        raise RegistryError(f"cannot gate {challenger.name} v{challenger.version}: {exc}") from exc
+    decision = decide(new, old, params)
+    if old is not None and old.test_fingerprint and old.test_fingerprint != new.test_fingerprint:
+        decision.notes.append(
+            f"champion v{old.version} was tested on another split (dataset "
+            f"{(champion.tags or {}).get('dataset_version', '?')}): both scored on the "
+            f"challenger's (dataset {(challenger.tags or {}).get('dataset_version', '?')})"
+        )
+    return decision
+
+
+def rollback(
+    tracking_uri: str,
+    model_name: str,
+    on_move: Callable[[AliasMove], None] | None = None,
+) -> AliasMove:
+    """Move `champion` back to the version it replaced (from the audit history)."""
+    ensure_reachable(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        current = _alias_version(client, model_name, CHAMPION)
+        if current is None:
+            raise RegistryError(f"{model_name} has no champion: nothing to roll back")
+        arrivals = [
+            m for m in audit_moves(current)
+            if m.alias == CHAMPION and m.decision in ("promoted", "rollback")
+        ]  # fmt: skip
+        previous = arrivals[-1].previous_version if arrivals else None
+        if previous is None:
+            raise RegistryError(
+                f"{model_name} v{current.version} replaced no earlier champion: nothing to roll "
+                "back to (promote a version with `emotionops registry promote --version N`)"
+            )
+        target = _version(client, model_name, previous)
+        return move_alias(client, target, CHAMPION, "rollback",
+                          f"rolled back from v{current.version}", current, on_move)  # fmt: skip
+    except MlflowException as exc:
+        raise RegistryError(f"rolling back {model_name} failed: {exc.message}") from exc
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    model_name: str
+    versions: list[dict[str, Any]]  # version, aliases, dataset, accuracy, macro-F1, gate
+    history: list[AliasMove]  # every decision, oldest first
+
+
+def status(tracking_uri: str, model_name: str) -> RegistryStatus:
+    """Versions with their aliases and key figures, and the decision history with reasons."""
+    ensure_reachable(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        found = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException as exc:
+        raise RegistryError(f"reading {model_name} failed: {exc.message}") from exc
+    if not found:
+        raise RegistryError(f"no registered model {model_name!r} at {tracking_uri}")
+    aliases: dict[str, list[str]] = {}
+    for alias, number in client.get_registered_model(model_name).aliases.items():
+        aliases.setdefault(str(number), []).append(alias)
+    rows, history = [], []
+    for v in sorted(found, key=lambda v: int(v.version)):
+        tags = v.tags or {}
+        rows.append({
+            "version": int(v.version), "aliases": sorted(aliases.get(str(v.version), [])),
+            "dataset_version": tags.get("dataset_version", ""),
+            "test_accuracy": tags.get("test_accuracy", ""),
+            "test_macro_f1": tags.get("test_macro_f1", ""), "gate": tags.get("gate", ""),
+        })  # fmt: skip
+        history += audit_moves(v)
+    return RegistryStatus(model_name, rows, sorted(history, key=lambda m: m.decided_at))
+
+
+def register_and_promote(
+    tracking_uri: str,
+    model_name: str,
+    run_id: str,
+    faces_root: Path,
+    params: RegistryParams,
+    engine: Engine,
+    predict_batch: int = 256,
+    on_move: Callable[[AliasMove], None] | None = None,
+) -> Promotion:
+    """What `train` does after a run: register it as challenger, then gate it."""
+    version = register(tracking_uri, model_name, run_id, on_move)
+    return promote(tracking_uri, model_name, faces_root, params, engine, int(version.version),
+                   predict_batch, on_move)  # fmt: skip

@@ -6,7 +6,6 @@ module: TensorFlow import, log_model (~6 s) and the TFLite export dominate the t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from _factories import TINY_TRAIN, tiny_train_params, write_bar_faces
+from emotionops.params import RegistryParams
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +31,15 @@ def dead_url() -> str:
     from emotionops.tracking import free_port
 
     return f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def warehouse(tmp_path: Path):
+    """A fresh SQLite warehouse (the gate's promotion lease lives there)."""
+    from emotionops.warehouse import connect, init_schema
+
+    engine = connect(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    init_schema(engine)
+    return engine
 
 
 @pytest.fixture(scope="module")
@@ -160,13 +169,17 @@ def test_export_dir_holds_the_model_for_dvc(trained, faces_root: Path) -> None:
     assert len(trained.history["loss"]) == EPOCHS
 
 
-def test_evaluate_any_model_reference(trained, mlflow_server: str, faces_root: Path) -> None:
+def test_evaluate_any_model_reference(
+    trained, mlflow_server: str, faces_root: Path, tmp_path: Path
+) -> None:
     """The same test metrics from the run, the registry and the file: one evaluation code path."""
     from emotionops.registry import register_and_promote
     from emotionops.training.evaluate import evaluate_probs, load_model
 
     name = f"eval-{uuid.uuid4().hex[:8]}"
-    register_and_promote(mlflow_server, name, trained)
+    assert register_and_promote(
+        mlflow_server, name, trained.run_id, faces_root, RegistryParams(), warehouse(tmp_path)
+    ).promoted
     from emotionops.training.data import load_arrays
 
     root = faces_root
@@ -188,33 +201,34 @@ def test_evaluate_any_model_reference(trained, mlflow_server: str, faces_root: P
         load_model("models:/no-such-model@champion", mlflow_server)
 
 
-def test_register_twice_and_champion_moves_per_the_gate(trained, mlflow_server: str) -> None:
+def test_register_twice_and_champion_moves_per_the_gate(
+    trained, mlflow_server: str, faces_root: Path, tmp_path: Path
+) -> None:
+    """The trained model: champion over the floor; the same model again has no improvement
+    to show and stays challenger; with no improvement asked, it replaces the champion."""
     from emotionops.registry import get_alias_version, register_and_promote
 
     name = f"emotion-{uuid.uuid4().hex[:8]}"
+    engine = warehouse(tmp_path)
     assert get_alias_version(mlflow_server, name, "champion") is None  # no such model yet
 
-    first = register_and_promote(mlflow_server, name, trained)
+    first = register_and_promote(mlflow_server, name, trained.run_id, faces_root,
+                                 RegistryParams(), engine)  # fmt: skip
     assert (first.version, first.promoted, first.previous_version) == (1, True, None)
-    assert first.reason == "no champion yet"
+    assert first.reason.startswith("all checks passed") and "vs floor 0.3" in first.reason
+    assert first.decision.challenger.macro_f1 == pytest.approx(trained.test_macro_f1)
 
-    # Same real model artifact, recorded accuracies chosen around the champion's to drive the gate.
-    worse = dataclasses.replace(trained, test_accuracy=trained.test_accuracy - 0.01)
-    second = register_and_promote(mlflow_server, name, worse)
+    second = register_and_promote(mlflow_server, name, trained.run_id, faces_root,
+                                  RegistryParams(), engine)  # fmt: skip
     assert (second.version, second.promoted, second.previous_version) == (2, False, 1)
+    assert "macro-F1: " in second.reason and "(+0.0000, needs +0.005)" in second.reason
     assert get_alias_version(mlflow_server, name, "champion").version == "1"
     assert get_alias_version(mlflow_server, name, "challenger").version == "2"
 
-    equal = dataclasses.replace(trained, test_accuracy=trained.test_accuracy)
-    third = register_and_promote(mlflow_server, name, equal)
+    third = register_and_promote(mlflow_server, name, trained.run_id, faces_root,
+                                 RegistryParams(min_improvement=0), engine)  # fmt: skip
     assert (third.version, third.promoted, third.previous_version) == (3, True, 1)
-    champion = get_alias_version(mlflow_server, name, "champion")
-    assert champion.version == "3"
-    assert champion.tags["run_id"] == trained.run_id
-    assert champion.tags["dataset_version"] == "dv-test-1"
-    assert float(champion.tags["test_accuracy"]) == pytest.approx(trained.test_accuracy, abs=1e-6)
-    assert champion.tags["gate"] == "champion"
-    assert get_alias_version(mlflow_server, name, "nonexistent") is None
+    assert get_alias_version(mlflow_server, name, "champion").version == "3"
 
 
 def test_registry_down_fails_fast(trained) -> None:
@@ -223,7 +237,7 @@ def test_registry_down_fails_fast(trained) -> None:
     url = dead_url()
     start = time.monotonic()
     with pytest.raises(RegistryError, match="not reachable"):
-        register_and_promote(url, "m", trained)
+        register_and_promote(url, "m", trained.run_id, Path("."), RegistryParams(), None)
     with pytest.raises(RegistryError, match="not reachable"):
         get_alias_version(url, "m", "champion")
     assert time.monotonic() - start < 20  # MLflow's own retries would take minutes

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 from sqlalchemy import func, select
 
-from emotionops.registry import AliasMove, register_and_promote
+from emotionops.registry import AliasMove, move_alias, register
 from emotionops.training.train import TrainResult
 from emotionops.warehouse import WarehouseError, connect, init_schema, load_run, table_counts
 from emotionops.warehouse.report import build_report, render_report
@@ -135,11 +136,19 @@ def two_runs(mlflow_server: str):
     good = log_training_run(mlflow_server, [[4, 0, 0], [0, 3, 1], [0, 0, 4]])
     worse = log_training_run(mlflow_server, [[2, 1, 1], [1, 2, 1], [0, 1, 3]])
     seen: list[AliasMove] = []
-    first = register_and_promote(mlflow_server, name, good, on_move=seen.append)
-    second = register_and_promote(mlflow_server, name, worse, on_move=seen.append)
-    assert (first.promoted, second.promoted) == (True, False)
-    assert [m.decision for m in seen] == ["promoted", "refused"]
-    assert list(first.moves) + list(second.moves) == seen
+    client = MlflowClient(mlflow_server, mlflow_server)
+    # The registry's own moves, as promote() leaves them (these runs hold no gateable model).
+    v1 = register(mlflow_server, name, good.run_id, on_move=seen.append)
+    move_alias(client, v1, "champion", "promoted", "no champion yet", None, seen.append,
+               ("test_accuracy", good.test_accuracy, None))  # fmt: skip
+    client.set_model_version_tag(name, "1", "gate", "promoted")
+    v2 = register(mlflow_server, name, worse.run_id, on_move=seen.append)
+    move_alias(client, v2, "champion", "refused",
+               f"test_accuracy {worse.test_accuracy:.4f} < champion v1 {good.test_accuracy:.4f}",
+               v1, seen.append, ("test_accuracy", worse.test_accuracy, good.test_accuracy),
+               move=False)  # fmt: skip
+    client.set_model_version_tag(name, "2", "gate", "refused")
+    assert [m.decision for m in seen] == ["registered", "promoted", "registered", "refused"]
     return name, good, worse
 
 
@@ -154,7 +163,7 @@ def test_load_run_copies_metrics_and_audit_trail_idempotently(
     name, good, worse = two_runs
     first = load_run(engine, mlflow_server, good.run_id, run_date="2026-11-20")
     assert first == {"training_run": 1, "epoch_metric": EPOCHS, "class_metric": 3,
-                     "confusion_cell": 9, "model_promotion": 1}  # fmt: skip
+                     "confusion_cell": 9, "model_promotion": 2}  # fmt: skip
     load_run(engine, mlflow_server, worse.run_id)
     counts = table_counts(engine)
     for _ in range(2):  # every load twice: nothing duplicated
@@ -191,19 +200,20 @@ def test_load_run_copies_metrics_and_audit_trail_idempotently(
     with engine.connect() as conn:
         moves = conn.execute(
             select(model_promotion).where(model_promotion.c.model_name == name)
-            .order_by(model_promotion.c.model_version)
+            .order_by(model_promotion.c.model_version, model_promotion.c.alias)
         ).all()  # fmt: skip
     assert [(m.model_version, m.alias, m.decision, m.previous_version) for m in moves] == [
-        ("1", "champion", "promoted", None), ("2", "challenger", "refused", None),
+        ("1", "challenger", "registered", None), ("1", "champion", "promoted", None),
+        ("2", "challenger", "registered", "1"), ("2", "champion", "refused", "1"),
     ]  # fmt: skip
-    assert moves[1].old_value == pytest.approx(good.test_accuracy)
-    assert moves[1].new_value == pytest.approx(worse.test_accuracy)
-    assert moves[1].reason.startswith("test_accuracy 0.5833 < champion v1")
-    assert moves[1].run_id == worse.run_id
+    assert moves[3].old_value == pytest.approx(good.test_accuracy)
+    assert moves[3].new_value == pytest.approx(worse.test_accuracy)
+    assert moves[3].reason.startswith("test_accuracy 0.5833 < champion v1")
+    assert moves[3].run_id == worse.run_id
 
     text = render_report(build_report(engine))
     assert f"{name} v1  test accuracy 0.917 champion" in text
-    assert f"{name} v2 -> @challenger  refused: test_accuracy" in text
+    assert f"{name} v2 -> @champion (was v1)  refused: test_accuracy" in text
 
 
 def test_load_run_refuses_what_it_cannot_read_and_writes_nothing(
@@ -241,7 +251,7 @@ def test_cli_load_run_and_report(two_runs, mlflow_server: str, tmp_path: Path) -
 
     init = run("init")
     assert init.returncode == 0, init.stderr
-    assert "schema version 2 (migrations applied: 1, 2)" in init.stderr
+    assert "schema version 3 (migrations applied: 1, 2, 3)" in init.stderr
     loaded = run("load-run", good.run_id, "--run-date", "2026-11-20")
     assert loaded.returncode == 0, loaded.stderr
     assert (

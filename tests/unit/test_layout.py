@@ -105,6 +105,6 @@ def test_each_stage_lives_in_its_package() -> None:
     assert missing == []
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == [
-        "__init__.py", "cli.py", "demo.py", "errors.py", "files.py", "params.py",
+        "__init__.py", "cli.py", "demo.py", "errors.py", "files.py", "gate.py", "params.py",
         "pipeline.py", "progress.py", "registry.py", "settings.py", "tracking.py",
     ]  # fmt: skip

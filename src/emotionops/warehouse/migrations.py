@@ -95,6 +95,10 @@ def _v2_training_reports(conn: Connection) -> list[str]:
     return changes + _add_missing_columns(conn, s.training_run, V2_TRAINING_RUN_COLUMNS)
 
 
+def _v3_promotion_lock(conn: Connection) -> list[str]:
+    return _create_missing(conn, [s.promotion_lock])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "image_url, image, dataset_version, training_run, emotion_event", _v1_baseline),
     Migration(
@@ -102,6 +106,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "epoch_metric, class_metric, confusion_cell, model_promotion; training_run details",
         _v2_training_reports,
     ),
+    Migration(3, "promotion_lock (the registry gate's lease)", _v3_promotion_lock),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -153,7 +153,10 @@ def read_run(tracking_uri: str, run_id: str, run_date: str | None = None) -> Run
         "dataset_version": tags.get("dataset_version"),
         "test_accuracy": _float(metrics.get("test_accuracy")),
         "val_accuracy": _float(metrics.get("final_val_accuracy")),
-        "promoted": (version.tags or {}).get("gate") == "champion" if version else None,
+        # "champion": the tag of versions gated before the gate scored both models itself
+        "promoted": (version.tags or {}).get("gate") in ("promoted", "champion")
+        if version
+        else None,
         "run_date": run_date or started.date().isoformat(),
         "experiment_id": run.info.experiment_id,
         "model_type": params.get("model"),

@@ -188,7 +188,9 @@ model_promotion = Table(
     Column("model_version", String(16), primary_key=True),
     Column("alias", String(64), primary_key=True),
     Column("decided_at", UtcDateTime(key=True), primary_key=True),
-    Column("decision", String(16), nullable=False, comment="promoted | refused | rollback"),
+    Column(
+        "decision", String(16), nullable=False, comment="registered | promoted | refused | rollback"
+    ),
     Column("previous_version", String(16)),
     Column("reason", String(512)),
     Column("metric_name", String(64)),
@@ -196,6 +198,19 @@ model_promotion = Table(
     Column("old_value", Float, comment="the previous alias holder's value"),
     Column("run_id", String(64)),
     Column("dataset_version", String(64)),
+)
+
+# Coordination ---------------------------------------------------------------------------
+
+#: One row per model while a promotion holds its lease (emotionops.warehouse.lease): the
+#: warehouse is the one database every scheduler, worker and person shares, so a primary key
+#: insert (or taking over an expired lease) is a lock that works across processes and machines.
+promotion_lock = Table(
+    "promotion_lock",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("holder", String(128), nullable=False, comment="host:pid:random of the holder"),
+    Column("expires_at", UtcDateTime(), nullable=False),
 )
 
 # Bookkeeping for `warehouse init` (see warehouse.migrate) ---------------------------------
