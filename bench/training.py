@@ -128,7 +128,9 @@ def prepare(work: Path, fer: Path, labels: list[str], quick: bool, shared: Path 
             ("fer2013-publictest", test_src, "test"),
         ):
             started = time.perf_counter()
-            report = import_source(name, src, paths.root, labels, params.dataset, split=split)
+            report = import_source(
+                name, src, paths.root, labels, params.dataset, split=split, follow_links=True
+            )  # the quick subset is a folder of links into the shared data
             print(f"  {report.summary()} [{time.perf_counter() - started:.0f} s]", file=sys.stderr)
     started = time.perf_counter()
     counts = stage_clean(settings, params)

@@ -258,6 +258,13 @@ def import_(
         bool,
         typer.Option(help="Leave unreadable files out (listed) instead of stopping."),
     ] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            help="Also read files that are links to outside the folder (a subset made of "
+            "links); refused by default. Special files (FIFOs, devices) are always refused."
+        ),
+    ] = False,
     run_date: RunDate = None,
 ) -> None:
     """Import a labelled face dataset into data/raw + data/imports (content-addressed); the
@@ -297,6 +304,7 @@ def import_(
             split=src.split,
             run_date=run_date,
             skip_bad=skip_bad,
+            follow_links=follow_links,
         )
         console.print(report.summary())
 

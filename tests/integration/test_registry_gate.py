@@ -303,6 +303,13 @@ def test_registry_down_or_unknown_names_fail_clearly_and_change_nothing(
     assert time.monotonic() - started < 30  # no minutes of MLflow client retries
     with pytest.raises(RegistryError, match="no MLflow run 'nope'"):
         register(mlflow_server, "m", "nope")
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server)
+    with mlflow.start_run() as bare:  # a run that logged no model
+        mlflow.log_param("labels", json.dumps(LABELS))
+    with pytest.raises(RegistryError, match=f"run {bare.info.run_id} logged no model"):
+        register(mlflow_server, "m", bare.info.run_id)
     with pytest.raises(RegistryError, match="no registered model 'never-registered'"):
         status(mlflow_server, "never-registered")
     with pytest.raises(RegistryError, match="has no challenger"):

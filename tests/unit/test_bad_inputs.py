@@ -284,6 +284,23 @@ def test_skip_bad_lists_every_skipped_file_with_its_reason(tmp_path: Path) -> No
     assert not (project / "data/imports/skipped/faces.csv").exists()
 
 
+def test_a_folder_made_of_links_imports_with_follow_links(tmp_path: Path) -> None:
+    """A subset built of links into a bigger dataset: refused by default, read with the flag;
+    a link to a device stays refused either way."""
+    project = tmp_path / "project"
+    elsewhere = dataset(tmp_path / "shared")
+    for label in ("happy", "sad"):
+        (project / "subset" / label).mkdir(parents=True)
+        (project / "subset" / label / "a.png").symlink_to(elsewhere / label / "a.png")
+    (project / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    assert_one_clear_line(run_cli(project, ["import", "subset"], {}), ["--follow-links"])
+    linked = run_cli(project, ["import", "subset", "--follow-links"], {})
+    assert linked.returncode == 0 and "2 images" in linked.stderr, linked.stderr
+    (project / "subset" / "sad" / "zero.png").symlink_to("/dev/zero")
+    refused = run_cli(project, ["import", "subset", "--follow-links"], {})
+    assert_one_clear_line(refused, ["zero.png", "a character device"])
+
+
 def test_debug_shows_the_full_traceback_of_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     for args, env in (

@@ -69,7 +69,9 @@ def test_the_demo_recipe_overrides_train_for_the_demo_only(tmp_path) -> None:
     assert demo.labels == params.labels and params.train.model == "vgg"  # train untouched
     path = tmp_path / "params.yaml"
     path.write_text("demo: {train: {batch_size: 15}}\n")
-    with pytest.raises(ParamsError, match=r"demo\.train: batch_size: .*even"):
+    assert demo.registry.floor_macro_f1 == 0 < params.registry.floor_macro_f1
+    assert demo.registry.min_improvement == params.registry.min_improvement
+    with pytest.raises(ParamsError, match=r"demo: batch_size: .*even"):
         load_params(path)
 
 

@@ -243,9 +243,12 @@ def _fer_csv_items(path: Path, split: str) -> list[_Item]:
     return items
 
 
-def read_item(item: _Item, where: str, root: Path, max_bytes: int) -> bytes:
+def read_item(
+    item: _Item, where: str, root: Path, max_bytes: int, follow_links: bool = False
+) -> bytes:
     """The bytes of one source item, refusing what must not be read: special files (a FIFO
-    would block forever), links out of the dataset folder, oversized and unreadable files."""
+    would block forever), links out of the dataset folder (unless `follow_links`: a subset
+    built of links), oversized and unreadable files."""
     if item.data is not None:
         return item.data
     path = item.file
@@ -254,9 +257,10 @@ def read_item(item: _Item, where: str, root: Path, max_bytes: int) -> bytes:
         info = path.stat()  # follows links: what would be read
         if not stat.S_ISREG(info.st_mode):
             raise DatasetImportError(f"{where}: not a regular file ({_file_kind(info.st_mode)})")
-        if not path.resolve().is_relative_to(root.resolve()):
+        if not follow_links and not path.resolve().is_relative_to(root.resolve()):
             raise DatasetImportError(
-                f"{where}: a link to {path.resolve()}, outside the dataset folder {root}"
+                f"{where}: a link to {path.resolve()}, outside the dataset folder {root} "
+                "(pass --follow-links if the folder is meant to be made of links)"
             )
         if info.st_size > max_bytes:
             raise DatasetImportError(
@@ -310,6 +314,7 @@ def import_source(
     split: str = "auto",
     run_date: str = "",
     skip_bad: bool = False,
+    follow_links: bool = False,
 ) -> ImportReport:
     """Import a folder dataset or a FER2013 CSV as source `name` (replacing its manifest).
 
@@ -335,7 +340,7 @@ def import_source(
     for item in items:
         where = f"{source / item.origin}" if item.file else f"{source.name} ({item.origin})"
         try:
-            data = read_item(item, where, source, dataset.max_file_bytes)
+            data = read_item(item, where, source, dataset.max_file_bytes, follow_links)
             gray, fmt = decode_gray(data, where, dataset.max_pixels)
         except DatasetImportError as exc:
             (skipped if skip_bad else bad).append(str(exc))
