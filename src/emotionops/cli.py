@@ -74,8 +74,10 @@ def _context(run_date: str | None = None):
     from emotionops.params import load_params
     from emotionops.pipeline import today
     from emotionops.settings import get_settings
+    from emotionops.tracking import use_credentials
 
     settings = get_settings()
+    use_credentials(settings)  # the MLflow client reads them from os.environ only
     params = load_params(settings.params_path)
     if run_date is not None:
         try:

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow server URL. Unset: the demo starts a local server itself."
     )
+    mlflow_tracking_username: str | None = Field(
+        None,
+        description="User on an MLflow server with authentication (mlflow/start-server.sh); "
+        "exported as MLFLOW_TRACKING_USERNAME at the entry point (tracking.use_credentials).",
+    )
+    mlflow_tracking_password: SecretStr | None = Field(
+        None, description="That user's password; exported as MLFLOW_TRACKING_PASSWORD."
+    )
     model_name: str = Field("emotion-classifier", description="Registered model name.")
 
     dvc_remote_url: str | None = Field(
@@ -105,6 +113,17 @@ class Settings(BaseSettings):
             for entry in value:
                 parse_allow_entry(str(entry))
         return value
+
+    @model_validator(mode="after")
+    def _credentials_come_in_pairs(self) -> Settings:
+        """The MLflow client sends basic auth only when both are set; one alone would
+        silently go anonymous and fail later with a bare 401."""
+        if (self.mlflow_tracking_username is None) != (self.mlflow_tracking_password is None):
+            raise ValueError(
+                "set both EMOTIONOPS_MLFLOW_TRACKING_USERNAME and "
+                "EMOTIONOPS_MLFLOW_TRACKING_PASSWORD, or neither"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_embedded_defaults_in_production(self) -> Settings:

@@ -4,11 +4,13 @@ Training, evaluation, the registry and the warehouse's run loader all reach MLfl
 `ensure_reachable` first. `LocalMlflowServer` (SQLite backend, local artifact store) serves
 `make demo`, `make mlflow-ui`, `dvc repro` without a server, and the integration tests; its
 lean flags come from PLATFORM-NOTES: one worker and no job execution start in ~4 s with
-~500 MB instead of 15 processes and 2.5 GB.
+~500 MB instead of 15 processes and 2.5 GB. The production server (`mlflow/start-server.sh`)
+requires credentials: `use_credentials` exports those of Settings for the MLflow client.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -17,35 +19,83 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import httpx
 
 from emotionops.errors import EmotionOpsError
 
+if TYPE_CHECKING:
+    from emotionops.settings import Settings
+
+# Where the MLflow client (mlflow.utils.rest_utils) reads basic-auth credentials: only os.environ.
+USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
+PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+
 
 class TrackingError(EmotionOpsError):
     """The MLflow tracking server is unreachable, or a local one could not be started."""
 
 
+def use_credentials(settings: Settings) -> None:
+    """Export Settings' MLflow credentials as MLFLOW_TRACKING_USERNAME/PASSWORD.
+
+    The MLflow client takes basic-auth credentials from os.environ only, so the entry point
+    calls this once and every MLflow call of the process (and of its children) authenticates.
+    Unset settings leave the environment alone: MLFLOW_TRACKING_* set by hand still work.
+    """
+    if settings.mlflow_tracking_username is None or settings.mlflow_tracking_password is None:
+        return
+    os.environ[USERNAME_ENV] = settings.mlflow_tracking_username
+    os.environ[PASSWORD_ENV] = settings.mlflow_tracking_password.get_secret_value()
+
+
+def _client_auth() -> tuple[str, dict[str, str]]:
+    """(what, headers): what the MLflow client sends (basic auth, else MLFLOW_TRACKING_TOKEN as
+    a bearer token, as in mlflow.utils.rest_utils), so the probe tests the same credentials."""
+    username, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
+    if username and password:
+        basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+        return f"the credentials of user {username!r}", {"Authorization": f"Basic {basic}"}
+    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return "the token in MLFLOW_TRACKING_TOKEN", {"Authorization": f"Bearer {token}"}
+    return "anonymous access", {}
+
+
 def ensure_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail in seconds when an HTTP tracking server is down.
+    """Fail in seconds when an HTTP tracking server is down or refuses us.
 
     MLflow's client retries a refused connection 7 times with exponential backoff (minutes)
     before giving up; one cheap probe up front turns "server down" into a clear, fast error
-    while real calls keep MLflow's retries for transient blips.
+    while real calls keep MLflow's retries for transient blips. The probe is an API call with
+    the client's credentials (`/health` answers anyone), so missing or wrong credentials and a
+    Host header the server does not serve are named here rather than mid-run. Any other
+    answer, even 404, means reachable.
     """
     if urlparse(tracking_uri).scheme not in ("http", "https"):
         return  # file:, sqlite:, databricks... have no server of ours to probe
-    url = tracking_uri.rstrip("/") + "/health"
+    url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    what, headers = _client_auth()
     try:
-        httpx.get(url, timeout=timeout_s)  # any HTTP answer (even 401/404) means reachable
+        answer = httpx.get(url, params={"max_results": 1}, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise TrackingError(
             f"MLflow tracking server at {tracking_uri} is not reachable "
             f"({type(exc).__name__}: {exc}); start it (make mlflow-ui) or fix "
             "EMOTIONOPS_MLFLOW_TRACKING_URI"
         ) from exc
+    if answer.status_code == 401:
+        raise TrackingError(
+            f"MLflow tracking server at {tracking_uri} refused {what} (HTTP 401); set "
+            "EMOTIONOPS_MLFLOW_TRACKING_USERNAME and EMOTIONOPS_MLFLOW_TRACKING_PASSWORD"
+        )
+    if answer.status_code == 403:
+        reason = answer.text.strip().splitlines()[0][:200] if answer.text.strip() else "no reason"
+        raise TrackingError(
+            f"MLflow tracking server at {tracking_uri} refused the request (HTTP 403: {reason}); "
+            "if it names the Host header, add this host to the server's MLFLOW_SERVER_ALLOWED_HOSTS"
+        )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
