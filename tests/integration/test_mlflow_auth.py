@@ -251,7 +251,9 @@ def test_the_probe_names_what_to_fix(
 def champion(auth_server: AuthServer) -> Iterator[tuple[str, Any, Any]]:
     """A run logged and registered as champion by the platform's own code, authenticated
     with credentials from Settings exported by use_credentials."""
-    from emotionops.registry import register_and_promote
+    from mlflow import MlflowClient
+
+    from emotionops.registry import move_alias, register
     from emotionops.settings import Settings
     from emotionops.tracking import ensure_reachable, use_credentials
 
@@ -267,7 +269,10 @@ def champion(auth_server: AuthServer) -> Iterator[tuple[str, Any, Any]]:
         ensure_reachable(uri)
         result = log_training_run(uri)
         name = f"it-auth-model-{uuid.uuid4().hex[:6]}"
-        promotion = register_and_promote(uri, name, result)
+        version = register(uri, name, result.run_id)  # alias challenger, audited
+        # this run holds no gateable model: move the alias as `registry promote` does
+        promotion = move_alias(MlflowClient(uri, uri), version, "champion", "promoted",
+                               "no champion yet", None)  # fmt: skip
     yield name, result, promotion
 
 
@@ -278,7 +283,7 @@ def test_platform_calls_work_with_credentials_from_settings(
     from sqlalchemy import create_engine, inspect
 
     name, result, promotion = champion
-    assert promotion.promoted and promotion.reason == "no champion yet"
+    assert promotion.decision == "promoted" and promotion.reason == "no champion yet"
     admin = ("admin", auth_server.password)
     alias = httpx.get(
         auth_server.url + "/api/2.0/mlflow/registered-models/alias",
@@ -286,7 +291,7 @@ def test_platform_calls_work_with_credentials_from_settings(
         auth=admin,
     )
     assert alias.status_code == 200, alias.text
-    assert alias.json()["model_version"]["version"] == str(promotion.version)
+    assert alias.json()["model_version"]["version"] == str(promotion.model_version)
     assert httpx.get(auth_server.url + "/api/2.0/mlflow/runs/get",
                      params={"run_id": result.run_id}).status_code == 401  # fmt: skip
     # Artifacts went through the server's proxy into the S3 bucket, not to a local folder.
@@ -332,9 +337,9 @@ def test_cli_takes_the_credentials_from_the_environment(
              "EMOTIONOPS_MLFLOW_TRACKING_PASSWORD": auth_server.password},
     )  # fmt: skip
     assert authenticated.returncode == 0, authenticated.stderr
-    assert "training_run 1" in authenticated.stderr and "model_promotion 1" in (
+    assert "training_run 1" in authenticated.stderr and "model_promotion 2" in (
         " ".join(authenticated.stderr.split())
-    )
+    )  # its registration (challenger) and its promotion
     assert auth_server.password not in authenticated.stderr + authenticated.stdout
 
 
