@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +66,21 @@ def wait_http(url: str, timeout_s: float = 60.0) -> None:
             last = exc
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout_s}s: {last}")
+
+
+@contextmanager
+def moto_s3(moto_server: Path) -> Iterator[str]:
+    """A real S3 API (moto_server, in memory) on a free port; yields its endpoint URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(endpoint + "/moto-api/", timeout_s=30)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -4,14 +4,13 @@ AWS variables, never from files in git."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from _project import free_port, wait_http
+from _project import moto_s3
 
 pytestmark = pytest.mark.integration
 
@@ -23,25 +22,14 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     moto = BIN / "moto_server"
     if not moto.is_file():
         pytest.skip("moto_server is not installed (requirements/ml.in: moto[server])")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
-    try:
-        wait_http(url + "/moto-api/", timeout_s=30)
+    with moto_s3(moto) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_dataset_pushed_to_and_pulled_from_s3(

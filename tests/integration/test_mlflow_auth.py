@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _project import free_port, wait_http
+from _project import free_port, moto_s3
 from emotionops.tracking import PASSWORD_ENV, USERNAME_ENV
 
 pytestmark = pytest.mark.integration
@@ -73,15 +73,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     moto = BIN / "moto_server"
     if not moto.is_file():
         pytest.skip("moto_server is not installed (requirements/ml.in: moto[server])")
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(endpoint + "/moto-api/", timeout_s=30)
+    with moto_s3(moto) as endpoint:
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -91,9 +83,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
         )
         client.create_bucket(Bucket=BUCKET)
         yield endpoint, client
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
