@@ -157,7 +157,8 @@ def clean_run_urls(
     rows = read_records(paths.manifest(run_date), MANIFEST_REQUIRED)
     if not rows:
         raise EmotionOpsError(
-            f"no URL manifest for {run_date} at {paths.manifest(run_date)}: run `emotionops scrape` first"
+            f"no URL manifest for {run_date} at {paths.manifest(run_date)}: "
+            "run `emotionops scrape` first"
         )
     return clean_manifest(rows, params.urls)
 
@@ -376,15 +377,7 @@ def stage_validate(settings: Settings, params: Params, what: str, run_date: str)
         raise EmotionOpsError(f"nothing called {what!r} to validate: one of {list(VALIDATIONS)}")
     paths = DataPaths(settings.data_path)
     if what == "urls":
-        from emotionops.acquire.urls import clean_manifest
-
-        if not paths.manifest(run_date).is_file():
-            raise EmotionOpsError(
-                f"no URL manifest for {run_date} at {paths.manifest(run_date)}: run `emotionops scrape` first"
-            )
-        kept, _ = clean_manifest(
-            read_records(paths.manifest(run_date), MANIFEST_REQUIRED), params.urls
-        )
+        kept, _ = clean_run_urls(paths, params, run_date)
         return [validation.validate_urls(kept, params, settings, run_date)]
     for need in (paths.images_csv, *((paths.split_csv,) if what != "images" else ())):
         if not need.is_file():
