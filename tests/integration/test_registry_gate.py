@@ -54,9 +54,17 @@ def band_model(labels: list[str], wrong: dict[int, int] | None = None):
     return model
 
 
-def log_run(tracking_uri: str, model, labels: list[str], split_csv: Path, tflite_from=None) -> str:
+def log_run(
+    tracking_uri: str,
+    model,
+    labels: list[str],
+    split_csv: Path,
+    tflite_from=None,
+    tflite: bool = True,
+    fingerprint: str = "fp-gate",
+) -> str:
     """An MLflow run with train()'s layout; `tflite_from` exports another model's TFLite file
-    (a TFLite artifact that disagrees with the run's Keras model)."""
+    (a TFLite artifact that disagrees with the run's Keras model), `tflite=False` none."""
     import mlflow
 
     from emotionops.training.export import export_tflite
@@ -65,10 +73,13 @@ def log_run(tracking_uri: str, model, labels: list[str], split_csv: Path, tflite
     mlflow.set_experiment("it-gate")
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({"labels": json.dumps(labels), "image_size": SIZE})
-        mlflow.set_tags({"dataset_version": "dv-gate", "test_set_fingerprint": "fp-gate"})
+        mlflow.set_tags(
+            {"dataset_version": f"dv-{fingerprint}", "test_set_fingerprint": fingerprint}
+        )
         mlflow.log_artifact(str(split_csv), "data")
-        export_tflite(tflite_from or model, Path(tmp) / "tflite", labels, SIZE)
-        mlflow.log_artifacts(str(Path(tmp) / "tflite"), "tflite")
+        if tflite:
+            export_tflite(tflite_from or model, Path(tmp) / "tflite", labels, SIZE)
+            mlflow.log_artifacts(str(Path(tmp) / "tflite"), "tflite")
         mlflow.tensorflow.log_model(model, name="model", pip_requirements=[])
     return run.info.run_id
 
@@ -91,6 +102,10 @@ def runs(mlflow_server: str, faces: Path) -> dict[str, str]:
         "other_labels": log_run(mlflow_server, band_model(LABELS[:2]), LABELS[:2], split),
         "disagreeing_tflite": log_run(
             mlflow_server, perfect, LABELS, split, tflite_from=band_model(LABELS, {0: 1, 1: 2})
+        ),
+        "missing_tflite": log_run(mlflow_server, perfect, LABELS, split, tflite=False),
+        "other_split": log_run(
+            mlflow_server, band_model(LABELS, {0: 1}), LABELS, split, fingerprint="fp-older"
         ),
     }
 
@@ -167,6 +182,7 @@ def test_better_is_promoted_worse_refused_and_every_decision_is_recorded(
         ("disagreeing_tflite", "tflite agreement: 0."),
         ("other_labels", "label set: challenger ['happy', 'sad'] vs champion"),
         ("corrupt_tflite", "tflite: TFLite artifact unusable on the edge"),
+        ("missing_tflite", "tflite: TFLite artifact unusable on the edge"),
     ],
 )
 def test_a_model_that_would_not_serve_the_cameras_is_refused(
@@ -190,6 +206,24 @@ def test_a_model_that_would_not_serve_the_cameras_is_refused(
     refused = _promote(mlflow_server, name, faces, engine, min_improvement=-1, max_recall_drop=1)
     assert not refused.promoted and needle in refused.reason, refused.reason
     assert get_alias_version(mlflow_server, name, "champion").version == "1"
+
+
+def test_a_champion_tested_on_another_split_is_scored_on_the_challengers(
+    mlflow_server: str, runs: dict[str, str], faces: Path, engine
+) -> None:
+    from emotionops.registry import register
+
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    register(mlflow_server, name, runs["other_split"])
+    assert _promote(mlflow_server, name, faces, engine).promoted
+    register(mlflow_server, name, runs["perfect"])
+    decision = _promote(mlflow_server, name, faces, engine)
+    assert decision.promoted
+    assert (
+        "champion v1 was tested on another split (dataset dv-fp-older): both scored on "
+        "the challenger's (dataset dv-fp-gate)" in decision.reason
+    )
+    assert decision.decision.champion.evaluation is not None  # really scored, on these faces
 
 
 def test_rollback_restores_the_previous_champion_and_status_shows_the_history(
@@ -293,14 +327,17 @@ def test_registry_down_or_unknown_names_fail_clearly_and_change_nothing(
     mlflow_server: str, runs: dict[str, str], faces: Path, engine
 ) -> None:
     from emotionops.registry import RegistryError, register, rollback, status
+    from emotionops.warehouse import table_counts
 
     dead = "http://127.0.0.1:9"
+    before = table_counts(engine)
     started = time.monotonic()
     for call in (lambda: register(dead, "m", runs["perfect"]), lambda: status(dead, "m"),
                  lambda: rollback(dead, "m"), lambda: _promote(dead, "m", faces, engine)):  # fmt: skip
         with pytest.raises(RegistryError, match="not reachable"):
             call()
     assert time.monotonic() - started < 30  # no minutes of MLflow client retries
+    assert table_counts(engine) == before  # nothing written to the warehouse either
     with pytest.raises(RegistryError, match="no MLflow run 'nope'"):
         register(mlflow_server, "m", "nope")
     import mlflow
