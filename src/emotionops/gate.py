@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from emotionops.training.evaluate import EvalSet, Evaluation
 
 LATENCY_FACES = 64  # faces timed one by one through the TFLite interpreter (as the edge runs)
+EPS = 1e-9  # float noise: a recall drop of exactly the tolerance passes
 
 
 class GateError(EmotionOpsError):
@@ -121,12 +122,12 @@ def decide(
                             f"macro-F1 {new:.4f} vs floor {params.floor_macro_f1:g} (no champion)"))  # fmt: skip
     elif champion.macro_f1 is not None:
         old = champion.macro_f1
-        checks.append(Check("macro-F1", new - old >= params.min_improvement,
+        checks.append(Check("macro-F1", new - old >= params.min_improvement - EPS,
                             f"{new:.4f} vs champion v{champion.version} {old:.4f} "
                             f"({new - old:+.4f}, needs {params.min_improvement:+g})"))  # fmt: skip
         drops = {lab: champion.recall(lab) - challenger.recall(lab) for lab in challenger.labels}
         worst = max(drops, key=drops.get)
-        checks.append(Check("recall per label", drops[worst] <= params.max_recall_drop,
+        checks.append(Check("recall per label", drops[worst] <= params.max_recall_drop + EPS,
                             f"largest drop {worst} {drops[worst]:+.4f} "
                             f"(at most {params.max_recall_drop:g})"))  # fmt: skip
     return GateDecision(all(c.passed for c in checks), checks, challenger, champion)
