@@ -254,8 +254,8 @@ def test_cli_load_run_and_report(two_runs, mlflow_server: str, tmp_path: Path) -
     assert "schema version 3 (migrations applied: 1, 2, 3)" in init.stderr
     loaded = run("load-run", good.run_id, "--run-date", "2026-11-20")
     assert loaded.returncode == 0, loaded.stderr
-    assert (
-        "training_run 1, epoch_metric 3, class_metric 3, confusion_cell 9, model_promotion 1"
+    assert (  # two promotion rows: its registration (challenger) and its promotion
+        "training_run 1, epoch_metric 3, class_metric 3, confusion_cell 9, model_promotion 2"
         in (" ".join(loaded.stderr.split()))
     )
     report = run("report")
