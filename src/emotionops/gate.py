@@ -5,8 +5,8 @@ Both models are loaded from their MLflow runs and scored here, in one process, o
 split of the challenger's dataset version (its run's `data/split.csv`, read against the
 local faces folder), never from numbers logged at different times. The challenger must also
 ship a TFLite file that loads in the edge runtime (ai-edge-litert), agrees with its Keras
-model and answers within the latency budget. `decide` is the pure core; `score_version`
-loads and measures; the registry (`emotionops.registry.promote`) moves the alias.
+model and answers within the latency budget. `decide` is the pure core; `describe_version`
+and `score` load and measure; the registry (`emotionops.registry.promote`) moves the alias.
 """
 
 from __future__ import annotations
@@ -156,21 +156,10 @@ def run_split(client: MlflowClient, run_id: str, into: Path) -> Path:
         raise GateError(f"run {run_id} has no data/split.csv artifact: {exc}") from exc
 
 
-def score_version(
-    client: MlflowClient,
-    tracking_uri: str,
-    version: Any,
-    test: EvalSet | None,
-    predict_batch: int,
-) -> ModelScores:
-    """Load the version's Keras model and TFLite file and score both on `test` (None: only
-    read its labels and input spec, as for a champion with another label set)."""
+def describe_version(client: MlflowClient, version: Any) -> ModelScores:
+    """The version's run, labels and input spec, not yet scored (enough to refuse a champion
+    with another label set without loading anything)."""
     import json
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from emotionops.training.evaluate import evaluate_probs, keras_predictor
 
     run_id = version.run_id or (version.tags or {}).get("run_id")
     if not run_id:
@@ -183,20 +172,28 @@ def score_version(
         raise GateError(
             f"run {run_id} has no `labels` param: not logged by `emotionops train`"
         ) from exc
-    scores = ModelScores(int(version.version), run_id, labels, size, None,
-                         test_fingerprint=run.data.tags.get("test_set_fingerprint", ""))  # fmt: skip
-    if test is None:
-        return scores
+    return ModelScores(int(version.version), run_id, labels, size, None,
+                       test_fingerprint=run.data.tags.get("test_set_fingerprint", ""))  # fmt: skip
+
+
+def score(
+    client: MlflowClient, tracking_uri: str, scores: ModelScores, test: EvalSet, predict_batch: int
+) -> None:
+    """Load the run's Keras model and TFLite file and fill `scores` from `test`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from emotionops.training.evaluate import evaluate_probs, keras_predictor
+
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        model = mlflow.tensorflow.load_model(f"runs:/{run_id}/model")
+        model = mlflow.tensorflow.load_model(f"runs:/{scores.run_id}/model")
     except (MlflowException, OSError, ValueError) as exc:
-        raise GateError(f"{version.name} v{version.version}: cannot load its model: {exc}") from exc
+        raise GateError(f"v{scores.version}: cannot load its model: {exc}") from exc
     keras_probs = keras_predictor(model, predict_batch)(test.images)
-    scores.evaluation = evaluate_probs(lambda x: keras_probs, test.images, test.labels, labels,
-                                       flip_check=False)  # fmt: skip
-    _measure_tflite(client, run_id, scores, test, keras_probs)
-    return scores
+    scores.evaluation = evaluate_probs(lambda x: keras_probs, test.images, test.labels,
+                                       scores.labels, flip_check=False)  # fmt: skip
+    _measure_tflite(client, scores.run_id, scores, test, keras_probs)
 
 
 def _measure_tflite(

@@ -469,16 +469,17 @@ def stage_train(
         import shutil
 
         shutil.rmtree(history)
+    engine = _warehouse(settings)
     promotion = None
     if register:  # challenger, then the gate against the champion on the same test faces
         promotion = register_and_promote(
             tracking_uri, settings.model_name, result.run_id, paths.faces, params.registry,
-            _warehouse(settings), params.evaluate.predict_batch,
+            engine, params.evaluate.predict_batch,
         )  # fmt: skip
     # The run's metrics, per-epoch curves, per-class metrics, confusion cells and the alias
     # moves the registry audited: one transaction. Should it fail, `emotionops warehouse
     # load-run <run id>` loads the same rows later (they live in MLflow).
-    load_run(_warehouse(settings), tracking_uri, result.run_id, run_date)
+    load_run(engine, tracking_uri, result.run_id, run_date)
     return result, promotion
 
 

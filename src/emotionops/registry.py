@@ -319,22 +319,20 @@ def gate_decision(
     """Score both versions on the challenger's test split and decide (emotionops.gate)."""
     import tempfile
 
-    from emotionops.gate import GateError, decide, run_split, score_version
+    from emotionops.gate import GateError, decide, describe_version, run_split, score
     from emotionops.training.evaluate import EvaluationError, split_eval_set
 
     try:
-        new = score_version(client, tracking_uri, challenger, None, predict_batch)
-        old = None
-        if champion is not None:
-            old = score_version(client, tracking_uri, champion, None, predict_batch)
-            if (old.labels, old.image_size) != (new.labels, new.image_size):
-                return decide(new, old, params)  # refused on the mismatch, nothing to score
+        new = describe_version(client, challenger)
+        old = describe_version(client, champion) if champion is not None else None
+        if old is not None and (old.labels, old.image_size) != (new.labels, new.image_size):
+            return decide(new, old, params)  # refused on the mismatch, nothing to score
         with tempfile.TemporaryDirectory(prefix="emotionops-gate-") as tmp:
             split_csv = run_split(client, new.run_id, Path(tmp))
             test = split_eval_set(split_csv, faces_root, new.labels, new.image_size, "test")
-            new = score_version(client, tracking_uri, challenger, test, predict_batch)
-            if champion is not None:
-                old = score_version(client, tracking_uri, champion, test, predict_batch)
+            for scores in (new, old):
+                if scores is not None:
+                    score(client, tracking_uri, scores, test, predict_batch)
     except (GateError, EvaluationError) as exc:
         raise RegistryError(f"cannot gate {challenger.name} v{challenger.version}: {exc}") from exc
     decision = decide(new, old, params)

@@ -7,7 +7,13 @@ import socket
 
 import pytest
 
-from emotionops.tracking import LocalMlflowServer, TrackingError, ensure_reachable, tracking_server
+from emotionops.tracking import (
+    LocalMlflowServer,
+    TrackingError,
+    ensure_reachable,
+    free_port,
+    tracking_server,
+)
 
 
 def test_port_in_use_is_a_clear_error(tmp_path) -> None:
@@ -20,9 +26,7 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
 
 
 def test_unreachable_server_fails_fast_naming_the_setting() -> None:
-    with socket.socket() as sock:  # a port nobody listens on once the socket closes
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it once free_port's socket is closed
     with pytest.raises(TrackingError, match="EMOTIONOPS_MLFLOW_TRACKING_URI"):
         ensure_reachable(f"http://127.0.0.1:{port}", timeout_s=2)
     ensure_reachable("file:///tmp/mlruns")  # no server of ours to probe: nothing raised
