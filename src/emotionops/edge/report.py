@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 @dataclass(frozen=True)
 class EmotionWindow:
-    """Faces seen with one label in one time window by one camera (with one model version)."""
+    """Faces seen with one label in one time window by one camera (with one model version).
+
+    `count` is the number of distinct tracked faces that held `label` in the window (a person
+    standing in view is one face, not one per frame); `observations` the labelled face-frames
+    behind it; `distinct_tracks` every face tracked in the window under that model version
+    (all labels, "uncertain" included), so shares per window need no second query. The key
+    is (camera_id, window_start, label, model_version): a hot swap never overwrites counts.
+    """
 
     camera_id: str
     window_start: datetime
@@ -22,6 +29,8 @@ class EmotionWindow:
     count: int
     mean_confidence: float
     model_version: str | None
+    observations: int = 0
+    distinct_tracks: int = 0
 
 
 def as_utc(moment: datetime) -> datetime:
