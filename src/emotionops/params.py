@@ -401,15 +401,34 @@ class RegistryParams(_Section):
     )
 
 
+class TrackingParams(_Section):
+    lost_s: float = Field(1.0, ge=0, le=60, description="a face unseen this long loses its track")
+    min_hits: int = Field(2, ge=1, le=30, description="detections before a face gets a track")
+    min_iou: float = Field(0.2, gt=0, lt=1, description="box overlap to match a track")
+    activation_score: float = Field(0.5, ge=0, le=1, description="detector score to start one")
+
+
 class EdgeParams(_Section):
     camera_id: str = "demo-cam"
     window_seconds: float = Field(5, gt=0, le=86_400)
-    frame_stride: int = Field(2, ge=1, le=1_000)
+    detect_every: int = Field(3, ge=1, le=100, description="detect on every k-th frame")
+    classify_every: int = Field(6, ge=1, le=1_000, description="classify a track every m frames")
+    smoothing: float = Field(0.5, gt=0, le=1, description="weight of a track's newest prediction")
+    min_confidence: float = Field(0.4, ge=0, le=1, description="below it a face is 'uncertain'")
+    tracking: TrackingParams = TrackingParams()
     demo_video_seconds: float = Field(12, gt=0, le=3_600)
     fps: float = Field(10, gt=0, le=120)
     poll_s: float = Field(30, gt=0, le=86_400)
-    exclusion_zones: list[tuple[int, int, int, int]] = Field(
-        default_factory=list, description="(x, y, w, h) frame regions where no face is classified"
+    retry_s: float = Field(2, gt=0, le=3_600, description="first registry retry; doubles")
+    reconnect_s: float = Field(0.5, gt=0, le=60, description="first camera reopen delay; doubles")
+    reconnect_max_s: float = Field(30, gt=0, le=3_600)
+    stall_s: float = Field(10, gt=0, le=3_600, description="no frame this long: reopen")
+    max_bad_frames: int = Field(
+        250, ge=1, le=1_000_000, description="consecutive unreadable frames that end a file"
+    )
+    exclusion_zones: list[list[tuple[float, float]]] = Field(
+        default_factory=list,
+        description="polygons [[x, y], ...] in frame pixels where no face is classified",
     )
 
 

@@ -588,7 +588,8 @@ def stage_edge(
     watching the registry for a new champion, and load each window's aggregate counts as
     soon as it closes; returns (windows, model version at the end, source used)."""
     from emotionops.clean.faces import HaarFaceDetector
-    from emotionops.edge.service import ModelWatcher, pull_champion, run_edge
+    from emotionops.edge.model import ModelWatcher, pull_champion
+    from emotionops.edge.service import run_edge
     from emotionops.warehouse import load_emotion_events
 
     paths = DataPaths(settings.data_path)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from _factories import write_tiny_tflite
-from emotionops.edge.service import EdgeError, ModelWatcher, pull_champion
+from emotionops.edge.model import EdgeError, ModelWatcher, pull_champion
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +200,7 @@ def test_registry_down_keeps_cached_model(
     finally:
         server.close()
 
-    caplog.set_level(logging.WARNING, logger="emotionops.edge.service")
+    caplog.set_level(logging.WARNING, logger="emotionops.edge.model")
     began = time.monotonic()
     offline = pull_champion(server.url, name, cache, timeout_s=2)
     assert time.monotonic() - began < 10  # no minutes of client retries

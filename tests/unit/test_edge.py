@@ -20,12 +20,14 @@ import numpy as np
 import pytest
 
 from _factories import write_tiny_tflite
-from emotionops.clean.faces import HaarFaceDetector
+from emotionops.clean.faces import FaceBox, HaarFaceDetector
 from emotionops.edge.camera import CameraError, open_source
 from emotionops.edge.classifier import ClassifierError, TfliteEmotionClassifier, load_model_dir
 from emotionops.edge.demo_video import DemoVideoError, count_frames, demo_schedule, make_demo_video
+from emotionops.edge.model import ModelRejected, smoke_test
 from emotionops.edge.report import EmotionWindow, WindowAggregator
-from emotionops.edge.service import EdgeError, EdgeStats, ModelRejected, run_edge, smoke_test
+from emotionops.edge.service import EdgeStats, run_edge
+from emotionops.edge.zones import ZoneError
 from emotionops.params import EdgeParams
 from emotionops.tracking import free_port
 
@@ -86,29 +88,40 @@ def demo(tmp_path_factory: pytest.TempPathFactory, faces: dict[str, list[Path]])
 
 
 # Aggregation ------------------------------------------------------------------------------
-def test_aggregator_counts_and_means_exact() -> None:
+def row(start: datetime, label: str, count: int, conf: float, version=None, obs=0, tracks=0):
+    return EmotionWindow("cam", start, 5.0, label, count, conf, version, obs, tracks)
+
+
+def test_aggregator_counts_each_track_once_per_window() -> None:
     agg = WindowAggregator("cam", 5, T0)
-    assert agg.add(0.0, "happy", 0.75) == []
-    assert agg.add(1.0, "happy", 0.25) == []
-    assert agg.add(4.99, "sad", 0.5) == []
-    first = agg.add(5.0, "happy", 0.625)  # opens window 1, closes window 0
+    # Track 1 is seen three times (twice happy, once sad): one happy face, not three.
+    assert agg.observe(0.0, 1, "happy", 0.75) == []
+    assert agg.observe(1.0, 1, "happy", 0.25) == []
+    assert agg.observe(2.0, 1, "sad", 0.9) == []
+    assert agg.observe(4.99, 2, "sad", 0.5) == []
+    first = agg.observe(5.0, 1, "happy", 0.625)  # opens window 1, closes window 0
     assert first == [
-        EmotionWindow("cam", T0, 5.0, "happy", 2, 0.5, None),
-        EmotionWindow("cam", T0, 5.0, "sad", 1, 0.5, None),
+        row(T0, "happy", 1, 0.5, obs=2, tracks=2),
+        row(T0, "sad", 1, 0.5, obs=1, tracks=2),
     ]
     # Window 2 (10-15 s) sees no faces: it yields no rows at all.
-    second = agg.add(17.0, "sad", 0.25)
-    assert second == [EmotionWindow("cam", T0 + timedelta(seconds=5), 5.0, "happy", 1, 0.625, None)]
-    assert agg.flush() == [
-        EmotionWindow("cam", T0 + timedelta(seconds=15), 5.0, "sad", 1, 0.25, None)
-    ]
+    second = agg.observe(17.0, 2, "sad", 0.25)
+    assert second == [row(T0 + timedelta(seconds=5), "happy", 1, 0.625, obs=1, tracks=1)]
+    assert agg.flush() == [row(T0 + timedelta(seconds=15), "sad", 1, 0.25, obs=1, tracks=1)]
     assert agg.flush() == []
+
+
+def test_aggregator_tie_goes_to_the_surer_label() -> None:
+    agg = WindowAggregator("cam", 5, T0)
+    agg.observe(0.0, 7, "happy", 0.4)
+    agg.observe(1.0, 7, "sad", 0.9)
+    assert [(r.label, r.count) for r in agg.flush()] == [("sad", 1)]
 
 
 def test_aggregator_splits_versions_and_advance_closes_empty_time() -> None:
     agg = WindowAggregator("cam", 2, datetime(2026, 1, 1, 12, 0))  # naive = UTC
-    agg.add(0.5, "happy", 1.0, model_version="1")
-    agg.add(1.5, "happy", 0.5, model_version="2")
+    agg.observe(0.5, 1, "happy", 1.0, model_version="1")
+    agg.observe(1.5, 1, "happy", 0.5, model_version="2")  # hot swap mid-window
     rows = agg.advance(2.0)  # a frame with no faces still closes the window
     assert [(r.label, r.count, r.mean_confidence, r.model_version) for r in rows] == [
         ("happy", 1, 1.0, "1"),
@@ -130,6 +143,8 @@ def test_window_rows_carry_no_personal_data() -> None:
         "count",
         "mean_confidence",
         "model_version",
+        "observations",
+        "distinct_tracks",
     }
 
 
@@ -218,26 +233,110 @@ def test_file_timestamps_and_truncated_file_ends_cleanly(demo: Path, tmp_path: P
     assert set(frames) == {(240, 320, 3)}
 
 
-def test_live_stream_reconnects_then_gives_up(demo: Path) -> None:
-    """An HTTP stream that ends is reopened; once the server is gone, CameraError."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(demo.parent))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/{demo.name}"
-    src = open_source(url, max_reconnects=2, backoff_s=0.01)
+def _corrupt_frames(video: Path, out: Path, frames: range) -> Path:
+    """A copy of an MJPEG AVI with the JPEG data of `frames` overwritten by noise."""
+    data = bytearray(video.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    noise = np.random.default_rng(0)
+    for k in frames:
+        s = starts[k]
+        data[s : s + 400] = noise.integers(0, 256, 400, dtype=np.uint8).tobytes()
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_corrupt_frames_are_skipped_and_counted(demo: Path, tmp_path: Path) -> None:
+    bad = _corrupt_frames(demo, tmp_path / "bad.avi", range(20, 25))
+    with open_source(str(bad)) as src:
+        stamps = [t for t, _ in src]
+        stats = src.stats
+    assert stats.bad_frames == 5 and stats.frames == 75 == len(stamps)
+    # Frames after the damage keep their own timestamps (the stream did not end or shift).
+    assert stamps[-1] == pytest.approx(7.9) and 2.0 not in stamps
+    with open_source(str(bad), max_bad_frames=3) as src:  # a long run of bad frames ends it
+        assert len(list(src)) == 20 and src.stats.bad_frames == 3
+
+
+class _Server:
+    """A real HTTP server for one directory on a fixed port: stop it, start it again."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory, self.port = directory, port
+
+    def start(self) -> _Server:
+        handler = functools.partial(
+            http.server.SimpleHTTPRequestHandler, directory=str(self.directory)
+        )
+        handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_live_stream_keeps_reconnecting_until_the_camera_is_back(demo: Path) -> None:
+    """A stream that ends or whose server goes away is reopened with backoff, for as long as
+    it takes; frames flow again once the server is back."""
+    server = _Server(demo.parent, free_port()).start()
+    url = f"http://127.0.0.1:{server.port}/{demo.name}"
+    src = open_source(url, reconnect_s=0.01, reconnect_max_s=0.05, stall_s=5)
     assert src.is_live
-    n = 0
-    with pytest.raises(CameraError, match=r"lost and not back after 2 reconnect attempts"):
+    n, restarted = 0, False
+    try:
         for timestamp, _ in src:
             assert timestamp >= 0
             n += 1
-            if n == 100:  # beyond the file's 80 frames: the stream was reopened once
-                server.shutdown()
-                server.server_close()
+            if n == 30 and not restarted:
+                server.stop()  # the camera goes away mid-stream
+                deadline = time.monotonic() + 20
+                while src.stats.reconnect_attempts < 5 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert src.stats.reconnect_attempts >= 5  # still trying, never gave up
+                server.start()
+                restarted = True
+            if restarted and n >= 120:  # beyond the file's 80 frames: reopened after it
+                break
+    finally:
+        src.close()
+        server.stop()
+    assert n >= 120 and src.stats.reconnects >= 1
+
+
+def test_live_stream_that_stalls_is_reopened(demo: Path) -> None:
+    """A capture whose read blocks (a frozen camera) is abandoned after stall_s."""
+    import emotionops.edge.camera as camera
+
+    opened: list[str] = []
+
+    class Frozen:
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def get(self, prop: int) -> float:
+            return 25.0
+
+        def read(self) -> tuple[bool, np.ndarray | None]:
+            self.reads += 1
+            if self.reads > 3 and len(opened) == 1:
+                time.sleep(2)  # the first capture hangs after three frames
+            return True, np.zeros((8, 8, 3), np.uint8)
+
+        def release(self) -> None:
+            pass
+
+    def opener(source: str) -> Frozen:
+        opened.append(source)
+        return Frozen()
+
+    src = camera.LiveSource("frozen", reconnect_s=0.01, stall_s=0.3, opener=opener)
+    for got, _ in enumerate(src, start=1):
+        if len(opened) > 1 and got > 10:
+            break
     src.close()
-    assert n >= 100 and src.reconnects >= 1
+    assert src.stats.stalls >= 1 and len(opened) >= 2
 
 
 # Demo video -------------------------------------------------------------------------------
@@ -259,7 +358,23 @@ def test_demo_video_round_trip(demo: Path, faces: dict[str, list[Path]], tmp_pat
 
 
 # The loop ---------------------------------------------------------------------------------
-PARAMS = EdgeParams(camera_id="cam-1", window_seconds=2, frame_stride=2, fps=10)
+PARAMS = EdgeParams(camera_id="cam-1", window_seconds=2, detect_every=2, classify_every=2, fps=10)
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    box: FaceBox
+    score: float = 0.9
+
+
+class Haar:
+    """The Haar cascade as an edge detector (boxes + scores)."""
+
+    def __init__(self) -> None:
+        self._haar = HaarFaceDetector()
+
+    def detect(self, frame: np.ndarray) -> list[Found]:
+        return [Found(b) for b in self._haar.detect(frame)]
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +385,7 @@ def baseline(
     stats = EdgeStats()
     seen: list[EmotionWindow] = []
     windows = run_edge(
-        str(demo), classifier, HaarFaceDetector(), PARAMS, T0, on_window=seen.append, stats=stats
+        str(demo), classifier, Haar(), PARAMS, T0, on_window=seen.append, stats=stats
     )
     return windows, stats, seen
 
@@ -280,32 +395,54 @@ def test_run_edge_windows_follow_the_video(
 ) -> None:
     windows, stats, seen = baseline
     assert seen == windows
-    assert stats.frames_read == 80 and stats.frames_processed == 40
-    # One face per processed frame, 10 processed frames per 2 s segment.
-    assert [(w.window_start, w.label) for w in windows] == [
-        (T0 + timedelta(seconds=2 * k), label)
+    assert stats.frames_read == 80 and stats.frames_detected == 40
+    # The face stays in place: one track for the whole video, one face per window, whose
+    # label follows the drawings shown in each 2 s segment.
+    assert stats.tracks_seen == 1
+    assert [(w.window_start, w.label, w.count, w.distinct_tracks) for w in windows] == [
+        (T0 + timedelta(seconds=2 * k), label, 1, 1)
         for k, label in enumerate(["happy", "sad", "happy", "sad"])
     ]
-    assert all(8 <= w.count <= 10 and w.mean_confidence > 0.8 for w in windows)
-    assert sum(w.count for w in windows) == stats.faces_classified == stats.faces_detected
+    assert all(w.mean_confidence > 0.6 for w in windows)
+    # Classified every 2nd detection frame (classify_every=2 frames, detect_every=2) ...
+    assert stats.faces_classified == stats.frames_detected - (PARAMS.tracking.min_hits - 1)
     assert {(w.model_version, w.camera_id) for w in windows} == {("1", "cam-1")}
     # Same file, same start time: identical windows.
-    assert run_edge(str(demo), classifier, HaarFaceDetector(), PARAMS, T0) == windows
+    assert run_edge(str(demo), classifier, Haar(), PARAMS, T0) == windows
 
 
-def test_exclusion_zone_skips_faces(
+def test_classify_every_throttles_and_smoothing_holds_the_label(
+    demo: Path, classifier: TfliteEmotionClassifier
+) -> None:
+    stats = EdgeStats()
+    sparse = PARAMS.model_copy(update={"classify_every": 8})
+    windows = run_edge(str(demo), classifier, Haar(), sparse, T0, stats=stats)
+    assert stats.faces_classified == pytest.approx(stats.frames_detected / 4, abs=1)
+    assert len({w.window_start for w in windows}) == 4  # still a label in every window
+    uncertain = PARAMS.model_copy(update={"min_confidence": 0.999})
+    rows = run_edge(str(demo), classifier, Haar(), uncertain, T0)
+    assert {w.label for w in rows} == {"uncertain"}
+
+
+def test_exclusion_polygons_skip_faces(
     demo: Path, classifier: TfliteEmotionClassifier, baseline: tuple
 ) -> None:
-    detector = HaarFaceDetector()
+    detector = Haar()
     stats = EdgeStats()
-    centre = [(100, 60, 120, 120)]  # every face centre in the demo lies in here
-    assert run_edge(str(demo), classifier, detector, PARAMS, T0, None, centre, stats=stats) == []
+    around = PARAMS.model_copy(  # a triangle around the face centre (160, 120)
+        update={"exclusion_zones": [[(100.0, 40.0), (260.0, 120.0), (100.0, 200.0)]]}
+    )
+    assert run_edge(str(demo), classifier, detector, around, T0, stats=stats) == []
     assert stats.faces_detected > 30 and stats.faces_excluded == stats.faces_detected
     assert stats.faces_classified == 0
-    edge_strip = [(0, 0, 40, 240)]  # no face centre there: nothing changes
-    assert run_edge(str(demo), classifier, detector, PARAMS, T0, None, edge_strip) == baseline[0]
-    with pytest.raises(EdgeError, match="exclusion zone"):
-        run_edge(str(demo), classifier, detector, PARAMS, T0, None, [(0, 0, 0, 10)])
+    # A triangle whose bounding box holds the centre, but not the triangle itself.
+    beside = PARAMS.model_copy(
+        update={"exclusion_zones": [[(100.0, 40.0), (150.0, 40.0), (100.0, 200.0)]]}
+    )
+    assert run_edge(str(demo), classifier, detector, beside, T0) == baseline[0]
+    bad = PARAMS.model_copy(update={"exclusion_zones": [[(0.0, 0.0), (5.0, 5.0)]]})
+    with pytest.raises(ZoneError, match="at least three"):
+        run_edge(str(demo), classifier, detector, bad, T0)
 
 
 def test_run_edge_max_frames_and_swap_between_frames(
@@ -314,19 +451,19 @@ def test_run_edge_max_frames_and_swap_between_frames(
     stats = EdgeStats()
     one = load_model_dir(model_dir, version="1")
     two = load_model_dir(model_dir, version="2")
-    run_edge(str(demo), one, HaarFaceDetector(), PARAMS, T0, max_frames=10, stats=stats)
-    assert stats.frames_read == 10 and stats.frames_processed == 5
+    run_edge(str(demo), one, Haar(), PARAMS, T0, max_frames=10, stats=stats)
+    assert stats.frames_read == 10 and stats.frames_detected == 5
 
     calls = {"n": 0}
 
     def provider() -> TfliteEmotionClassifier:
         calls["n"] += 1
-        return one if calls["n"] <= 15 else two  # swap after 15 processed frames
+        return one if calls["n"] <= 15 else two  # swap after 15 detection frames
 
-    windows = run_edge(str(demo), provider, HaarFaceDetector(), PARAMS, T0)
-    assert calls["n"] == 40  # asked once per processed frame
+    windows = run_edge(str(demo), provider, Haar(), PARAMS, T0)
+    assert calls["n"] == 40  # asked once per detection frame
     assert {w.model_version for w in windows} == {"1", "2"}
-    # No frame lost across the swap: the same faces are counted, just attributed per version.
-    assert sum(w.count for w in windows) == sum(w.count for w in baseline[0])
+    # The swap re-labels the track at once; the window it happened in has a row per version.
     mid = [w for w in windows if w.window_start == T0 + timedelta(seconds=2)]
     assert {w.model_version for w in mid} == {"1", "2"}
+    assert sum(w.count for w in windows if w.model_version == "2") == 3

@@ -41,12 +41,14 @@ def as_utc(moment: datetime) -> datetime:
 
 
 class WindowAggregator:
-    """Counts faces per (label, model version) in fixed windows anchored at `start_time`.
+    """Counts tracked faces per (label, model version) in fixed windows from `start_time`.
 
     Timestamps are seconds since `start_time`. Window k covers [k*w, (k+1)*w). A window is
-    emitted as soon as a later timestamp arrives (via `add` or `advance`), so a live loop
-    can ship rows without waiting for the stream to end. Rows are split by model version so
-    a hot swap in the middle of a window stays attributable.
+    emitted as soon as a later timestamp arrives (via `observe` or `advance`), so a live
+    loop ships rows without waiting for the stream to end. A track counts once per window
+    and model version, under the label it held most often there (ties: the higher summed
+    confidence), so a person in view for the whole window is one face, not one per frame;
+    rows are split by model version so a hot swap mid-window stays attributable.
     """
 
     def __init__(self, camera_id: str, window_seconds: float, start_time: datetime) -> None:
@@ -56,8 +58,8 @@ class WindowAggregator:
         self.window_seconds = float(window_seconds)
         self.start_time = as_utc(start_time)
         self._index: int | None = None
-        # (label, model_version) -> [count, confidence sum]
-        self._acc: dict[tuple[str, str | None], list[float]] = {}
+        # (model_version, track_id) -> label -> [observations, confidence sum]
+        self._acc: dict[tuple[str | None, int], dict[str, list[float]]] = {}
 
     def window_index(self, timestamp_s: float) -> int:
         return math.floor(timestamp_s / self.window_seconds)
@@ -75,16 +77,18 @@ class WindowAggregator:
         self._acc = {}
         return rows
 
-    def add(
+    def observe(
         self,
         timestamp_s: float,
+        track_id: int,
         label: str,
         confidence: float,
         model_version: str | None = None,
     ) -> list[EmotionWindow]:
-        """Count one classified face; returns rows of windows this timestamp completed."""
+        """Record one labelled sighting of a track; returns rows of windows it completed."""
         rows = self.advance(timestamp_s)
-        slot = self._acc.setdefault((label, model_version), [0, 0.0])
+        labels = self._acc.setdefault((model_version, int(track_id)), {})
+        slot = labels.setdefault(label, [0, 0.0])
         slot[0] += 1
         slot[1] += float(confidence)
         return rows
@@ -99,6 +103,16 @@ class WindowAggregator:
         if self._index is None or not self._acc:
             return []
         start = self.start_time + timedelta(seconds=self._index * self.window_seconds)
+        # (version, label) -> [tracks, observations, confidence sum]
+        per_label: dict[tuple[str | None, str], list[float]] = {}
+        tracks: dict[str | None, int] = {}
+        for (version, _track), labels in self._acc.items():
+            label, (n, conf_sum) = max(labels.items(), key=lambda kv: (kv[1][0], kv[1][1]))
+            slot = per_label.setdefault((version, label), [0, 0, 0.0])
+            slot[0] += 1
+            slot[1] += n
+            slot[2] += conf_sum
+            tracks[version] = tracks.get(version, 0) + 1
         return [
             EmotionWindow(
                 camera_id=self.camera_id,
@@ -106,10 +120,12 @@ class WindowAggregator:
                 window_seconds=self.window_seconds,
                 label=label,
                 count=int(count),
-                mean_confidence=conf_sum / count,
+                mean_confidence=conf_sum / n,
                 model_version=version,
+                observations=int(n),
+                distinct_tracks=tracks[version],
             )
-            for (label, version), (count, conf_sum) in sorted(
-                self._acc.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+            for (version, label), (count, n, conf_sum) in sorted(
+                per_label.items(), key=lambda kv: (kv[0][1], kv[0][0] or "")
             )
         ]

@@ -1,398 +1,47 @@
-"""The edge service: pull the champion model, hot-swap it when the alias moves, run the loop.
+"""The edge loop: frames -> faces (every k-th frame) -> tracks -> smoothed emotions -> windows.
 
-Model delivery follows the registry contract: `models:/<name>@champion` resolves to a run
-whose `tflite/` artifact holds `model.tflite` + `labels.json`. Each version is downloaded
-once into `cache_dir/<name>/v<version>/` (temp dir + atomic rename, so a crash never
-leaves a half model that looks complete), and smoke-tested before it is accepted. When the
-registry is down the last accepted model keeps running, loudly.
+Cost is where the detector is: it runs on every `detect_every`-th frame only (on a
+downscaled copy, inside the detector); ByteTrack links its boxes across detection frames;
+each confirmed track is classified at most every `classify_every` frames, all due tracks of
+a frame in one batched TFLite call, and immediately after a model swap.
 
 PRIVACY BY DESIGN: `run_edge` returns aggregate counts only; frames and crops live in local
-variables for one iteration and are never written, logged or returned.
+variables for one iteration and are never written, logged or returned. `on_frame` (the
+`--display` window) receives the frame with every face blurred.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from emotionops.clean.faces import FaceBox, crop_face
-from emotionops.edge.camera import FrameSource, open_source
-from emotionops.edge.classifier import (
-    LABELS_FILE,
-    MODEL_FILE,
-    ClassifierError,
-    TfliteEmotionClassifier,
-    load_model_dir,
-)
+from emotionops.edge.camera import FrameSource, SourceStats, open_source
+from emotionops.edge.classifier import TfliteEmotionClassifier
+from emotionops.edge.model import EdgeError
 from emotionops.edge.report import EmotionWindow, WindowAggregator
-from emotionops.errors import EmotionOpsError
-from emotionops.files import atomic_write
+from emotionops.edge.track import FaceTracker, Track
+from emotionops.edge.zones import ExclusionZones
 from emotionops.params import EdgeParams
 
-log = logging.getLogger(__name__)
 
-PULLED_FILE = "pulled.json"
-
-
-class EdgeError(EmotionOpsError):
-    """The edge service cannot get a usable model or run its loop."""
+class DetectedFace(Protocol):
+    box: FaceBox
+    score: float
 
 
-class RegistryUnavailable(EdgeError):
-    """The MLflow registry (or its artifact store) did not answer."""
-
-
-class ModelRejected(EdgeError):
-    """A model version was downloaded but failed its smoke test; it is never used."""
-
-
-@dataclass
-class PulledModel:
-    """An accepted model version on local disk, with its loaded classifier."""
-
-    model_name: str
-    version: str
-    run_id: str
-    path: Path
-    classifier: TfliteEmotionClassifier = field(repr=False, compare=False)
-    from_cache: bool = False
-    warning: str | None = None  # set when this is a fallback (registry down, version refused)
-
-
-# Registry access --------------------------------------------------------------------------
-def _check_reachable(tracking_uri: str, timeout_s: float) -> None:
-    """Fail in ~timeout_s instead of MLflow's minutes of retries when the server is down."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return
-    import httpx
-
-    try:
-        httpx.get(tracking_uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise RegistryUnavailable(f"model registry at {tracking_uri} unreachable: {exc}") from exc
-
-
-def resolve_alias(
-    tracking_uri: str, model_name: str, alias: str = "champion", timeout_s: float = 5.0
-) -> tuple[str, str]:
-    """(version, run_id) that `<model_name>@<alias>` points to."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    _check_reachable(tracking_uri, timeout_s)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        mv = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException as exc:
-        if exc.get_http_status_code() >= 500:
-            raise RegistryUnavailable(f"model registry at {tracking_uri} failed: {exc}") from exc
-        raise EdgeError(
-            f"cannot resolve models:/{model_name}@{alias} at {tracking_uri}: {exc.message}"
-        ) from exc
-    except OSError as exc:
-        raise RegistryUnavailable(f"model registry at {tracking_uri} unreachable: {exc}") from exc
-    if not mv.run_id:
-        raise EdgeError(f"{model_name} v{mv.version} has no run_id: cannot find its tflite/")
-    return str(mv.version), mv.run_id
-
-
-def smoke_test(classifier: TfliteEmotionClassifier) -> None:
-    """Refuse a model whose outputs are not probabilities over its labels."""
-    s = classifier.image_size
-    blank = np.full((2, s, s), 128.0, dtype=np.float32)  # batch of 2 also exercises resizing
-    try:
-        probs = classifier.predict_proba(blank)
-    except (ClassifierError, ValueError, RuntimeError) as exc:
-        raise ModelRejected(f"smoke test: inference failed: {exc}") from exc
-    if probs.shape != (2, len(classifier.labels)):
-        raise ModelRejected(f"smoke test: output shape {probs.shape}, expected (2, n_labels)")
-    if not np.all(np.isfinite(probs)) or probs.min() < -1e-6 or probs.max() > 1 + 1e-6:
-        raise ModelRejected("smoke test: outputs are not probabilities (NaN/inf/out of [0,1])")
-    sums = probs.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-3):
-        raise ModelRejected(f"smoke test: outputs sum to {sums.tolist()}, not 1 (no softmax?)")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    atomic_write(path, json.dumps(payload, indent=2))
-
-
-def _load_accepted(model_name: str, directory: Path) -> PulledModel | None:
-    """A cached version directory, if complete and still passing its checks."""
-    meta_path = directory / PULLED_FILE
-    if not (meta_path.is_file() and (directory / MODEL_FILE).is_file()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if _sha256(directory / MODEL_FILE) != meta["model_sha256"]:
-            log.warning("%s: cached model file changed on disk; discarding it", directory)
-            return None
-        classifier = load_model_dir(directory, version=str(meta["version"]))
-        smoke_test(classifier)
-    except (json.JSONDecodeError, KeyError, EdgeError, ClassifierError) as exc:
-        log.warning("%s: cached model unusable (%s); discarding it", directory, exc)
-        return None
-    return PulledModel(
-        model_name=model_name,
-        version=str(meta["version"]),
-        run_id=str(meta["run_id"]),
-        path=directory,
-        classifier=classifier,
-        from_cache=True,
-    )
-
-
-def fetch_version(
-    tracking_uri: str, model_name: str, version: str, run_id: str, cache_dir: Path
-) -> PulledModel:
-    """Cached or freshly downloaded and smoke-tested model version (never a half download)."""
-    model_root = Path(cache_dir) / model_name
-    final = model_root / f"v{version}"
-    cached = _load_accepted(model_name, final)
-    if cached is not None and cached.run_id == run_id:
-        return cached
-    model_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=model_root))
-    try:
-        local = _download(tracking_uri, run_id, tmp)
-        try:
-            classifier = load_model_dir(local, version=version)
-        except ClassifierError as exc:
-            raise ModelRejected(f"{model_name} v{version} refused: {exc}") from exc
-        try:
-            smoke_test(classifier)
-        except ModelRejected as exc:
-            raise ModelRejected(f"{model_name} v{version} refused: {exc}") from exc
-        meta = {
-            "model_name": model_name,
-            "version": version,
-            "run_id": run_id,
-            "model_sha256": _sha256(local / MODEL_FILE),
-        }
-        (local / PULLED_FILE).write_text(json.dumps(meta, indent=2))
-        if final.exists():  # stale or corrupt copy (it failed the checks above)
-            shutil.rmtree(final)
-        os.rename(local, final)  # atomic: `final` is complete or absent
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("pulled %s v%s (run %s) into %s", model_name, version, run_id, final)
-    # Reload from the final location so the interpreter does not point into the temp dir.
-    return PulledModel(
-        model_name=model_name,
-        version=version,
-        run_id=run_id,
-        path=final,
-        classifier=load_model_dir(final, version=version),
-    )
-
-
-def _download(tracking_uri: str, run_id: str, dest: Path) -> Path:
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
-    try:
-        local = Path(
-            download_artifacts(
-                artifact_uri=f"runs:/{run_id}/tflite",
-                dst_path=str(dest),
-                tracking_uri=tracking_uri,
-            )
-        )
-    except MlflowException as exc:
-        if exc.get_http_status_code() >= 500:
-            raise RegistryUnavailable(
-                f"artifact download from {tracking_uri} failed: {exc}"
-            ) from exc
-        raise EdgeError(f"run {run_id} has no usable tflite/ artifact: {exc.message}") from exc
-    except OSError as exc:
-        raise RegistryUnavailable(f"artifact download from {tracking_uri} failed: {exc}") from exc
-    missing = [name for name in (MODEL_FILE, LABELS_FILE) if not (local / name).is_file()]
-    if missing:
-        raise ModelRejected(f"run {run_id} tflite/ artifact lacks {missing}")
-    return local
-
-
-def _pointer(cache_dir: Path, model_name: str, alias: str) -> Path:
-    return Path(cache_dir) / model_name / f"@{alias}.json"
-
-
-def _remember(cache_dir: Path, alias: str, pulled: PulledModel) -> None:
-    """Record the last accepted version for `alias`: what we fall back to when offline."""
-    _write_json_atomic(
-        _pointer(cache_dir, pulled.model_name, alias),
-        {"version": pulled.version, "run_id": pulled.run_id},
-    )
-
-
-def load_cached(cache_dir: Path, model_name: str, alias: str = "champion") -> PulledModel | None:
-    """The last accepted version for `alias` from the local cache, if usable."""
-    pointer = _pointer(cache_dir, model_name, alias)
-    try:
-        version = str(json.loads(pointer.read_text())["version"])
-    except (OSError, json.JSONDecodeError, KeyError):
-        return None
-    return _load_accepted(model_name, Path(cache_dir) / model_name / f"v{version}")
-
-
-def pull_champion(
-    tracking_uri: str,
-    model_name: str,
-    cache_dir: Path,
-    alias: str = "champion",
-    timeout_s: float = 5.0,
-) -> PulledModel:
-    """Resolve `<model_name>@<alias>`, fetch and smoke-test it; fall back to the cache.
-
-    Falls back to the last accepted model (with `warning` set and logged) when the registry
-    is unreachable or the new version fails its smoke test; raises EdgeError when there is
-    no cached model to fall back to.
-    """
-    cache_dir = Path(cache_dir)
-    try:
-        version, run_id = resolve_alias(tracking_uri, model_name, alias, timeout_s)
-        pulled = fetch_version(tracking_uri, model_name, version, run_id, cache_dir)
-    except (RegistryUnavailable, ModelRejected) as exc:
-        cached = load_cached(cache_dir, model_name, alias)
-        if cached is None:
-            raise EdgeError(
-                f"{exc}; and no cached model for {model_name}@{alias} in {cache_dir}"
-            ) from exc
-        cached.warning = (
-            f"{exc}; USING CACHED {model_name} v{cached.version} (run {cached.run_id}) "
-            f"from {cached.path}"
-        )
-        log.warning(cached.warning)
-        return cached
-    _remember(cache_dir, alias, pulled)
-    return pulled
-
-
-# Hot swap ---------------------------------------------------------------------------------
-class ModelWatcher:
-    """Polls `<name>@<alias>` and swaps in a new, smoke-tested classifier when it moves.
-
-    Call the watcher to get the current classifier (it is a `classifier_provider`): the frame
-    loop picks it up once per frame, so a swap never drops or stalls a frame; downloads and
-    smoke tests run in the polling thread on a separate interpreter.
-    """
-
-    def __init__(
-        self,
-        tracking_uri: str,
-        model_name: str,
-        cache_dir: Path,
-        initial: PulledModel,
-        alias: str = "champion",
-        poll_s: float = 30.0,
-        timeout_s: float = 5.0,
-    ) -> None:
-        self.tracking_uri = tracking_uri
-        self.model_name = model_name
-        self.cache_dir = Path(cache_dir)
-        self.alias = alias
-        self.poll_s = poll_s
-        self.timeout_s = timeout_s
-        self.refused: dict[str, str] = {}  # version -> reason; never retried
-        self.last_error: str | None = None
-        self.swaps = 0
-        self._current = initial
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def current(self) -> PulledModel:
-        with self._lock:
-            return self._current
-
-    def __call__(self) -> TfliteEmotionClassifier:
-        return self.current.classifier
-
-    def check_now(self) -> bool:
-        """One poll; True when a new version was swapped in."""
-        current = self.current
-        try:
-            version, run_id = resolve_alias(
-                self.tracking_uri, self.model_name, self.alias, self.timeout_s
-            )
-            if version == current.version or version in self.refused:
-                self.last_error = None
-                return False
-            pulled = fetch_version(
-                self.tracking_uri, self.model_name, version, run_id, self.cache_dir
-            )
-        except ModelRejected as exc:
-            self.refused[version] = str(exc)
-            self.last_error = str(exc)
-            log.error("%s; keeping v%s", exc, current.version)
-            return False
-        except EdgeError as exc:
-            self.last_error = str(exc)
-            log.warning("%s; keeping v%s", exc, current.version)
-            return False
-        _remember(self.cache_dir, self.alias, pulled)
-        with self._lock:
-            self._current = pulled
-        self.swaps += 1
-        self.last_error = None
-        log.info("hot-swapped %s v%s -> v%s", self.model_name, current.version, version)
-        return True
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.check_now()
-            except Exception:  # the watcher must never take the edge loop down
-                log.exception("model watcher poll failed; will retry")
-
-    def start(self) -> ModelWatcher:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="model-watcher", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def __enter__(self) -> ModelWatcher:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-# The loop ---------------------------------------------------------------------------------
 class FaceDetector(Protocol):
-    def detect(self, image: np.ndarray) -> list[FaceBox]: ...
+    def detect(self, image: np.ndarray) -> list[DetectedFace]: ...
 
 
 ClassifierProvider = TfliteEmotionClassifier | Callable[[], TfliteEmotionClassifier]
-Zone = tuple[int, int, int, int]
 
 
 @dataclass
@@ -400,27 +49,21 @@ class EdgeStats:
     """Counters of one run (no personal data): for logs, metrics and tests."""
 
     frames_read: int = 0
-    frames_processed: int = 0
+    frames_detected: int = 0  # frames the detector ran on
     faces_detected: int = 0
     faces_excluded: int = 0
-    faces_classified: int = 0
+    faces_classified: int = 0  # crops sent to the classifier
+    tracks_in_view: int = 0  # confirmed tracks on the last detection frame
+    tracks_seen: int = 0  # distinct tracks since start
+    labelled_tracks_in_view: int = 0
     windows_emitted: int = 0
     seconds: float = 0.0
+    last_frame_s: float = 0.0  # processing time of the newest frame
     model_versions: set[str | None] = field(default_factory=set)
+    source: SourceStats = field(default_factory=SourceStats)
 
 
-def _in_zone(box: FaceBox, zones: Sequence[Zone]) -> bool:
-    cx, cy = box.x + box.w / 2, box.y + box.h / 2
-    return any(zx <= cx < zx + zw and zy <= cy < zy + zh for zx, zy, zw, zh in zones)
-
-
-def _check_zones(zones: Sequence[Zone]) -> list[Zone]:
-    checked = []
-    for zone in zones:
-        if len(zone) != 4 or zone[2] <= 0 or zone[3] <= 0:
-            raise EdgeError(f"exclusion zone {zone!r} must be (x, y, width, height), sizes > 0")
-        checked.append(tuple(int(v) for v in zone))
-    return checked
+FrameHook = Callable[[np.ndarray, list[Track], float, int | None], None]
 
 
 def run_edge(
@@ -430,20 +73,20 @@ def run_edge(
     params: EdgeParams,
     start_time: datetime,
     max_frames: int | None = None,
-    exclusion_zones: Sequence[Zone] = (),
     on_window: Callable[[EmotionWindow], None] | None = None,
     stats: EdgeStats | None = None,
     face_margin: float = 0.15,
+    on_frame: FrameHook | None = None,
+    stop: threading.Event | None = None,
 ) -> list[EmotionWindow]:
-    """Read frames, classify faces outside exclusion zones, return per-window counts.
+    """Read frames until the source ends, `max_frames` or `stop`; return per-window counts.
 
     `start_time` anchors timestamps (seconds since the start of the stream) to UTC, so a
-    file re-run with the same `start_time` gives identical windows. Exclusion zones are
-    (x, y, width, height) in frame pixels; a face whose centre lies inside one is never
-    cropped or classified. `on_window` receives each window as soon as it closes (for a
-    live loader); all windows are also returned.
+    file re-run with the same `start_time` gives identical windows. `on_window` receives
+    each window as soon as it closes (the outbox); all windows are also returned.
+    `on_frame(frame, tracks, seconds, faces)` runs after each frame (metrics, display).
     """
-    zones = _check_zones(exclusion_zones)
+    zones = ExclusionZones(params.exclusion_zones)
     if max_frames is not None and max_frames < 1:
         raise EdgeError(
             f"max_frames must be at least 1 (or None for the whole stream): {max_frames}"
@@ -464,30 +107,52 @@ def run_edge(
             if on_window is not None:
                 on_window(row)
 
-    frames = open_source(source, default_fps=params.fps) if isinstance(source, str) else source
+    frames = (
+        open_source(
+            source,
+            default_fps=params.fps,
+            reconnect_s=params.reconnect_s,
+            reconnect_max_s=params.reconnect_max_s,
+            stall_s=params.stall_s,
+            max_bad_frames=params.max_bad_frames,
+        )
+        if isinstance(source, str)
+        else source
+    )
+    stats.source = frames.stats
+    tracker = FaceTracker(params.tracking, frame_rate=frames.fps / params.detect_every)
+    tracks: list[Track] = []
     began = time.perf_counter()
     try:
         for timestamp_s, frame in frames:
+            frame_began = time.perf_counter()
             index = stats.frames_read
             stats.frames_read += 1
-            if index % params.frame_stride == 0:
-                stats.frames_processed += 1
-                emit(aggregator.advance(timestamp_s))
-                classifier = provider()  # once per frame: a hot swap lands between frames
-                boxes = detector.detect(frame)
-                stats.faces_detected += len(boxes)
-                keep = [box for box in boxes if not _in_zone(box, zones)]
-                stats.faces_excluded += len(boxes) - len(keep)
-                if keep:
-                    size = classifier.image_size
-                    crops = np.stack([crop_face(frame, b, size, face_margin) for b in keep])
-                    labels, confidences = classifier.classify(crops)
-                    del crops  # privacy: crops never outlive the frame
-                    stats.faces_classified += len(labels)
-                    stats.model_versions.add(classifier.version)
-                    for label, confidence in zip(labels, confidences, strict=True):
-                        emit(aggregator.add(timestamp_s, label, confidence, classifier.version))
-            if max_frames is not None and stats.frames_read >= max_frames:
+            emit(aggregator.advance(timestamp_s))
+            faces: int | None = None  # None: the detector skipped this frame
+            if index % params.detect_every == 0:
+                tracks, faces = _detect_and_track(
+                    frame, detector, zones, tracker, stats, timestamp_s
+                )
+                _classify_due(frame, tracks, provider(), index, params, face_margin, stats)
+                for track in tracks:
+                    if track.label is not None:
+                        emit(
+                            aggregator.observe(
+                                timestamp_s,
+                                track.track_id,
+                                track.label,
+                                track.confidence,
+                                track.model_version,
+                            )
+                        )
+                stats.labelled_tracks_in_view = sum(t.label is not None for t in tracks)
+            stats.last_frame_s = time.perf_counter() - frame_began
+            if on_frame is not None:
+                on_frame(frame, tracks, stats.last_frame_s, faces)
+            if (max_frames is not None and stats.frames_read >= max_frames) or (
+                stop is not None and stop.is_set()
+            ):
                 break
         emit(aggregator.flush())
     finally:
@@ -495,3 +160,71 @@ def run_edge(
             frames.close()
         stats.seconds = time.perf_counter() - began
     return windows
+
+
+def _detect_and_track(
+    frame: np.ndarray,
+    detector: FaceDetector,
+    zones: ExclusionZones,
+    tracker: FaceTracker,
+    stats: EdgeStats,
+    timestamp_s: float,
+) -> tuple[list[Track], int]:
+    """Confirmed tracks in view after this frame's detections (zones removed first)."""
+    found = detector.detect(frame)
+    stats.frames_detected += 1
+    stats.faces_detected += len(found)
+    kept = [d for d in found if not zones.contains(d.box)] if zones else found
+    stats.faces_excluded += len(found) - len(kept)
+    tracks = tracker.update([d.box for d in kept], [d.score for d in kept], timestamp_s)
+    stats.tracks_in_view = len(tracks)
+    stats.tracks_seen = tracker.ids_seen
+    return tracks, len(kept)
+
+
+def _classify_due(
+    frame: np.ndarray,
+    tracks: list[Track],
+    classifier: TfliteEmotionClassifier,
+    index: int,
+    params: EdgeParams,
+    face_margin: float,
+    stats: EdgeStats,
+) -> None:
+    """One batched call for every track due (or labelled by an older model version)."""
+    due = [
+        t
+        for t in tracks
+        if t.due(index, params.classify_every) or t.model_version != classifier.version
+    ]
+    if not due:
+        return
+    size = classifier.image_size
+    crops = np.stack([crop_face(frame, t.box, size, face_margin) for t in due])
+    probabilities = classifier.predict_proba(crops)
+    del crops  # privacy: crops never outlive the frame
+    stats.faces_classified += len(due)
+    stats.model_versions.add(classifier.version)
+    for track, p in zip(due, probabilities, strict=True):
+        track.observe(
+            p, classifier.labels, index, classifier.version, params.smoothing, params.min_confidence
+        )
+
+
+def blurred_view(frame: np.ndarray, tracks: list[Track]) -> np.ndarray:
+    """A copy of `frame` with every tracked face blurred beyond recognition, and its label."""
+    view = frame.copy()
+    h, w = view.shape[:2]
+    for t in tracks:
+        x0, y0 = max(0, t.box.x), max(0, t.box.y)
+        x1, y1 = min(w, t.box.x + t.box.w), min(h, t.box.y + t.box.h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        face = view[y0:y1, x0:x1]
+        small = cv2.resize(face, (6, 6), interpolation=cv2.INTER_AREA)  # pixelate: no detail left
+        view[y0:y1, x0:x1] = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+        cv2.rectangle(view, (x0, y0), (x1, y1), (0, 200, 255), 2)
+        text = f"#{t.track_id} {t.label or '...'} {t.confidence:.2f}"
+        cv2.putText(view, text, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (0, 200, 255), 1, cv2.LINE_AA)  # fmt: skip
+    return view
