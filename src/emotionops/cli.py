@@ -55,6 +55,11 @@ registry_app = typer.Typer(
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(registry_app, name="registry")
 app.add_typer(standin_app, name="standin")
+edge_app = typer.Typer(
+    help="The camera service: champion model, faces, tracks, aggregate counts.",
+    no_args_is_help=True,
+)
+app.add_typer(edge_app, name="edge")
 
 console = Console(stderr=True)
 
@@ -495,25 +500,72 @@ def evaluate(
     )
 
 
-@app.command()
-def edge(
+@edge_app.command("run")
+def edge_run(
     source: Annotated[
         str | None,
         typer.Option(
-            help="Webcam index ('0'), rtsp:// URL or video file. Default: a generated demo video."
+            help="Webcam index ('0'), rtsp:// or http:// stream URL, or a video file. "
+            "Default: a generated demo video of the dataset's test faces."
         ),
     ] = None,
+    camera_id: Annotated[
+        str | None,
+        typer.Option(help="Name of this camera in the counts. Default: params.yaml edge.camera_id."),
+    ] = None,
+    display: Annotated[
+        bool,
+        typer.Option(
+            help="Show the stream in a local window, faces pixelated, with their labels "
+            "(needs a desktop OpenCV build)."
+        ),
+    ] = False,
     tracking_uri: TrackingUri = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
 ) -> None:
-    """Pull the champion model, classify faces in a stream, and store aggregate counts only."""
+    """Classify faces in a camera stream with the champion model; send aggregate counts only.
+
+    Pulls models:/<EMOTIONOPS_MODEL_NAME>@champion (cached and verified; the cache serves
+    when the registry is down), hot-swaps new champions, keeps every closed window in an
+    on-disk outbox until the sink (EMOTIONOPS_INGEST_URL, else the warehouse) confirms it,
+    and serves /healthz and /metrics on EMOTIONOPS_EDGE_HEALTH_PORT. Stops cleanly on
+    Ctrl-C or SIGTERM. No frame, crop or embedding leaves the process.
+    """
+    import signal
+    import threading
+
     from emotionops.pipeline import stage_edge
 
     settings, params, _ = _context()
-    windows, version, used = stage_edge(
-        settings, params, _tracking_uri(settings, tracking_uri), source, max_frames=max_frames
+    if camera_id:
+        params = params.model_copy(
+            update={"edge": params.edge.model_copy(update={"camera_id": camera_id})}
+        )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def started(url: str | None) -> None:
+        where = f"; health and metrics at {url}/healthz, {url}/metrics" if url else ""
+        console.print(f"edge {params.edge.camera_id} on {source or 'the demo video'}{where}")
+
+    run = stage_edge(
+        settings,
+        params,
+        _tracking_uri(settings, tracking_uri),
+        source,
+        max_frames=max_frames,
+        display=display,
+        stop=stop,
+        on_started=started,
     )
-    console.print(f"model v{version} on {used}: {len(windows)} aggregate rows written")
+    s = run.stats
+    console.print(
+        f"model v{run.model_version}: {s.frames_read} frames in {s.seconds:.1f}s "
+        f"({s.frames_read / max(s.seconds, 1e-9):.1f} fps), {s.tracks_seen} faces tracked, "
+        f"{len(run.windows)} window rows"
+        + (f", {run.rows_left} waiting in the outbox for the sink" if run.rows_left else " sent")
+    )
 
 
 # Warehouse --------------------------------------------------------------------------------

@@ -127,10 +127,11 @@ def run_demo(
         s.step(
             "edge",
             lambda: pipeline.stage_edge(
-                settings, params, tracking_uri, str(video) if video else None
+                settings, params, tracking_uri, str(video) if video else None, health_port=0
             ),
             lambda r: (
-                f"model v{r[1]}: {sum(w.count for w in r[0])} faces in {len(r[0])} window rows"
+                f"model v{r.model_version}: {r.stats.tracks_seen} faces tracked, "
+                f"{sum(w.count for w in r.windows)} counted in {len(r.windows)} window rows"
             ),
         )
     print_summary(s, settings)

@@ -9,6 +9,8 @@ safe to re-run: outputs are content-addressed or rewritten atomically, loads are
 from __future__ import annotations
 
 from collections import Counter
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -583,18 +585,21 @@ def stage_edge(
     source: str | None,
     start_time: datetime | None = None,
     max_frames: int | None = None,
+    display: bool = False,
+    stop: threading.Event | None = None,
+    health_port: int | None = None,
+    on_started: Callable[[str | None], None] | None = None,
 ):
-    """Pull the champion, classify faces in `source` (or a generated demo video) while
-    watching the registry for a new champion, and load each window's aggregate counts as
-    soon as it closes; returns (windows, model version at the end, source used)."""
-    from emotionops.clean.faces import HaarFaceDetector
-    from emotionops.edge.model import ModelWatcher, pull_champion
-    from emotionops.edge.service import run_edge
-    from emotionops.warehouse import load_emotion_events
+    """Run the edge service on `source` (or a generated demo video): pull the champion,
+    classify, and send each window's aggregate counts through the outbox to the sink the
+    settings name (the API's /ingest, else the warehouse). Returns the `EdgeRun`.
+    `health_port` overrides the settings' (0: a free port)."""
+    from emotionops.edge.detect import make_edge_detector
+    from emotionops.edge.outbox import default_outbox_path
+    from emotionops.edge.runner import ModelSource, serve
+    from emotionops.edge.sinks import make_sink
 
     paths = DataPaths(settings.data_path)
-    pulled = pull_champion(tracking_uri, settings.model_name, paths.edge_cache)
-    engine = _warehouse(settings)  # after the model: no model, nothing to write
     if source is None:
         source = str(make_demo_video_from_faces(settings, params))
     if start_time is None:
@@ -605,22 +610,22 @@ def stage_edge(
             if is_file
             else datetime.now(UTC)
         )
-    with ModelWatcher(
-        tracking_uri, settings.model_name, paths.edge_cache, pulled, poll_s=params.edge.poll_s
-    ) as watcher:
-        windows = run_edge(
-            source,
-            watcher,
-            HaarFaceDetector(min_face_side=params.images.min_face_side),
-            params.edge,
-            start_time,
-            max_frames=max_frames,
-            exclusion_zones=[tuple(z) for z in params.edge.exclusion_zones],
-            on_window=lambda w: load_emotion_events(engine, [w]),
-            face_margin=params.images.face_margin,
-        )
-        version = watcher.current.version
-    return windows, version, source
+    return serve(
+        source,
+        ModelSource(tracking_uri, settings.model_name, paths.edge_cache),
+        params.edge,
+        make_edge_detector(params.edge.detection),
+        make_sink(settings, params=params.edge.outbox),
+        default_outbox_path(settings.data_path),
+        start_time,
+        health_host=settings.edge_health_host,
+        health_port=settings.edge_health_port if health_port is None else health_port,
+        max_frames=max_frames,
+        stop=stop,
+        face_margin=params.images.face_margin,
+        display=display,
+        on_started=on_started,
+    )
 
 
 def make_demo_video_from_faces(settings: Settings, params: Params) -> Path:

@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     )
     model_name: str = Field("emotion-classifier", description="Registered model name.")
 
+    edge_health_host: str = Field(
+        "127.0.0.1", description="Where the edge service serves /healthz and /metrics."
+    )
+    edge_health_port: int | None = Field(
+        9108,
+        ge=0,
+        le=65_535,
+        description="Port of the edge's /healthz and /metrics; 0 picks a free one; unset "
+        "(empty) serves none.",
+    )
+
     dvc_remote_url: str | None = Field(
         None, description="DVC remote (path or s3://...). Default: the repo's local remote."
     )

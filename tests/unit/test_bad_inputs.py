@@ -202,7 +202,7 @@ CASES = [
     Case("evaluate-missing-model", ["evaluate", "--model", "nope.keras", "--data", "faces"],
          ["nope.keras", "no such model file"], dataset),
     # the edge: a registry that is down and nothing cached
-    Case("edge-registry-down", ["edge", "--tracking-uri", "http://127.0.0.1:9"],
+    Case("edge-registry-down", ["edge", "run", "--tracking-uri", "http://127.0.0.1:9"],
          ["http://127.0.0.1:9", "unreachable", "no cached model"]),
     # params.yaml and settings, read by every command
     Case("params-not-utf8", ["split"], ["params.yaml", "not UTF-8"],

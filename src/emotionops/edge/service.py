@@ -59,6 +59,7 @@ class EdgeStats:
     windows_emitted: int = 0
     seconds: float = 0.0
     last_frame_s: float = 0.0  # processing time of the newest frame
+    last_frame_at: float = 0.0  # time.monotonic() when it arrived
     model_versions: set[str | None] = field(default_factory=set)
     source: SourceStats = field(default_factory=SourceStats)
 
@@ -126,6 +127,7 @@ def run_edge(
     try:
         for timestamp_s, frame in frames:
             frame_began = time.perf_counter()
+            stats.last_frame_at = time.monotonic()
             index = stats.frames_read
             stats.frames_read += 1
             emit(aggregator.advance(timestamp_s))
