@@ -17,6 +17,9 @@ around the network, with the option values of its graphs:
   six key points that are not used here; the score is a logit, clipped to +-100 and squashed;
 - overlapping boxes are merged by weighted non-max suppression (score-weighted mean of the
   cluster, the best score kept) rather than dropped: steadier boxes from frame to frame.
+
+Beyond MediaPipe: a frame larger than `max_side` is also looked at in overlapping tiles, since
+a 192 px input leaves the faces of a 1080p street scene a few pixels wide.
 """
 
 from __future__ import annotations
