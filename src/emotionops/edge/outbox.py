@@ -394,8 +394,9 @@ class Outbox:
         """`event` is set after every enqueue (wakes an idle sender at once)."""
         self._listeners.append(event)
 
-    def sender(self, sink: Sink, **kwargs: Any) -> OutboxSender:
-        return OutboxSender(self, sink, self.params, **kwargs)
+    def sender(self, sink: Sink, params: OutboxParams | None = None) -> OutboxSender:
+        """A sender draining this outbox into `sink` (with this outbox's params by default)."""
+        return OutboxSender(self, sink, params or self.params)
 
     def close(self) -> None:
         with self._lock:
