@@ -263,6 +263,7 @@ class Outbox:
             if str(mode).lower() != "wal":
                 log.warning("outbox %s: journal mode %s, not WAL", self.path, mode)
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA journal_size_limit=4194304")  # WAL kept to 4 MB
             check = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
             if check != ["ok"]:
                 raise sqlite3.DatabaseError("; ".join(map(str, check[:3])))
