@@ -384,9 +384,16 @@ def test_stop_gives_up_within_its_budget_and_keeps_the_rows(tmp_path, ingest) ->
         assert datetime.now(UTC) - started < timedelta(seconds=5)
     ingest.start()
     with Outbox(path, FAST) as box:  # the next start delivers them
-        assert box.depth() == 5
-        assert box.sender(HttpSink(ingest.url, "s3cret")).flush(WAIT_S) == 5
-    assert len(ingest.store) == 5
+        sender = box.sender(HttpSink(ingest.url, "s3cret")).start()
+        assert sender.wait_until(lambda s: s.depth == 0, WAIT_S)
+        assert sender.stop() == 0
+        sender.start()  # a stopped sender starts again
+        box.enqueue([window(9)])
+        assert sender.wait_until(lambda s: s.depth == 0, WAIT_S)
+        assert sender.stop() == 0
+        box.enqueue([window(i, label="sad") for i in range(20)])
+        assert box.sender(HttpSink(ingest.url, "s3cret")).stop() == 0  # a stop flushes
+    assert len(ingest.store) == 26
 
 
 # Settings -----------------------------------------------------------------------------------

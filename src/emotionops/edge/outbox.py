@@ -436,7 +436,7 @@ class SenderStats:
     batches: int
     send_failures: int  # failed attempts, all time
     consecutive_failures: int  # since the last success (0: healthy)
-    last_error: str | None
+    last_error: str | None  # the latest failure, kept after a recovery (see consecutive)
     last_sent_at: datetime | None
     depth: int  # rows waiting
 
@@ -513,6 +513,7 @@ class OutboxSender:
     def start(self) -> OutboxSender:
         if self._thread is not None:
             raise RuntimeError("the outbox sender is already started")
+        self._stop.clear()  # a sender stopped before may start again
         self._thread = threading.Thread(target=self._loop, name="edge-outbox-sender", daemon=True)
         self._thread.start()
         return self
@@ -530,7 +531,8 @@ class OutboxSender:
 
     def stop(self, timeout_s: float | None = None) -> int:
         """Stop the thread, sending what is queued for up to `timeout_s` (default
-        stop_timeout_s) first; returns the rows left on disk for the next start."""
+        stop_timeout_s) first; returns the rows left on disk for the next start (-1: the
+        outbox could not be read). A send already under way may add send_timeout_s."""
         budget = self.params.stop_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
         thread, self._thread = self._thread, None
