@@ -148,6 +148,13 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("ingest_url")
+    @classmethod
+    def _ingest_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://api.example/ingest)")
+        return value
+
     @model_validator(mode="after")
     def _ingest_needs_a_token_in_production(self) -> Settings:
         """An unauthenticated ingest endpoint would take counts from anyone."""

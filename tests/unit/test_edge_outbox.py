@@ -407,6 +407,8 @@ def test_ingest_settings_choose_the_sink(tmp_path, monkeypatch) -> None:
     assert isinstance(sink, HttpSink) and sink.url == "http://api.example/ingest"
     assert "t0ken" not in repr(settings)
     assert isinstance(make_sink(Settings(project_dir=tmp_path, ingest_url=None)), WarehouseSink)
+    with pytest.raises(ValueError, match="not an http"):
+        Settings(project_dir=tmp_path, ingest_url="api.example/ingest")
     prod = {"environment": "production", "warehouse_url": "sqlite:///x.db",
             "mlflow_tracking_uri": "http://m", "dvc_remote_url": "s3://b/p"}  # fmt: skip
     monkeypatch.delenv("EMOTIONOPS_INGEST_TOKEN")
