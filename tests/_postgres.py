@@ -64,6 +64,11 @@ class LocalPostgres:
             str(self.bin / "initdb"), "-D", str(self.data), "-U", POSTGRES_USER,
             "--auth=trust", "-E", "UTF8", "--no-sync",
         )  # fmt: skip
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its port (again, after `pause`), with its data."""
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -73,7 +78,11 @@ class LocalPostgres:
             "-l", str(self.root / "server.log"), "-w", "-t", "60", "start",
         )  # fmt: skip
         self.started = True
-        return self
+
+    def pause(self) -> None:
+        """Stop the server but keep its data: a database that goes down, to come back."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.started = False
 
     def create_database(self, name: str) -> str:
         self._run(

@@ -436,6 +436,28 @@ class DetectionParams(_Section):
         return value
 
 
+class OutboxParams(_Section):
+    """The edge's on-disk outbox and its sender (emotionops.edge.outbox)."""
+
+    batch_size: int = Field(100, ge=1, le=10_000, description="windows per send")
+    backoff_s: float = Field(1, gt=0, le=3_600, description="first wait after a failed send")
+    backoff_max_s: float = Field(
+        60, gt=0, le=86_400, description="cap of the doubling wait; also the wait after a refusal"
+    )
+    jitter: float = Field(0.5, ge=0, le=1, description="each wait is cut by up to this share")
+    idle_poll_s: float = Field(5, gt=0, le=3_600, description="look for rows when idle")
+    send_timeout_s: float = Field(10, gt=0, le=600, description="one HTTP send")
+    stop_timeout_s: float = Field(10, ge=0, le=3_600, description="flush budget at a stop")
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> OutboxParams:
+        if self.backoff_max_s < self.backoff_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s:g}) is below backoff_s ({self.backoff_s:g})"
+            )
+        return self
+
+
 class EdgeParams(_Section):
     camera_id: str = "demo-cam"
     window_seconds: float = Field(5, gt=0, le=86_400)
@@ -459,6 +481,7 @@ class EdgeParams(_Section):
         description="polygons [[x, y], ...] in frame pixels where no face is classified",
     )
     detection: DetectionParams = DetectionParams()
+    outbox: OutboxParams = Field(default_factory=OutboxParams)
 
 
 DEMO_TRAIN = {

@@ -55,6 +55,18 @@ class Settings(BaseSettings):
         "the database never answers.",
     )
 
+    ingest_url: str | None = Field(
+        None,
+        description="Full URL of the inference API's ingest endpoint (e.g. "
+        "https://api.example/ingest): the edge sends its window rows there. Unset: straight "
+        "to the warehouse.",
+    )
+    ingest_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the edge sends to ingest_url; required in production "
+        "when ingest_url is set.",
+    )
+
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow server URL. Unset: the demo starts a local server itself."
     )
@@ -133,6 +145,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 "set both EMOTIONOPS_MLFLOW_TRACKING_USERNAME and "
                 "EMOTIONOPS_MLFLOW_TRACKING_PASSWORD, or neither"
+            )
+        return self
+
+    @field_validator("ingest_url")
+    @classmethod
+    def _ingest_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://api.example/ingest)")
+        return value
+
+    @model_validator(mode="after")
+    def _ingest_needs_a_token_in_production(self) -> Settings:
+        """An unauthenticated ingest endpoint would take counts from anyone."""
+        if self.environment == "production" and self.ingest_url and self.ingest_token is None:
+            raise ValueError(
+                "EMOTIONOPS_INGEST_URL is set: production needs EMOTIONOPS_INGEST_TOKEN too"
             )
         return self
 

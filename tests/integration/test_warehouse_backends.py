@@ -49,6 +49,7 @@ from emotionops.warehouse.migrations import LATEST, current_version
 from emotionops.warehouse.report import build_report, render_report
 from emotionops.warehouse.schema import (
     DATA_TABLES,
+    UNKNOWN_MODEL_VERSION,
     dataset_version,
     emotion_event,
     image,
@@ -167,12 +168,20 @@ def test_an_old_schema_database_is_migrated_and_keeps_its_rows(wh_url: str) -> N
     eng = connect(wh_url)
     md = old_schema()
     md.create_all(eng)
+    start = datetime(2026, 11, 20, 12, 0, 5, tzinfo=UTC)
+    old_events = [
+        {"camera_id": "cam-1", "window_start": start, "label": "happy", "window_seconds": 5.0,
+         "face_count": 3, "mean_confidence": 0.75, "model_version": None},
+        {"camera_id": "cam-1", "window_start": start, "label": "sad", "window_seconds": 5.0,
+         "face_count": 1, "mean_confidence": 0.5, "model_version": "2"},
+    ]  # fmt: skip
     with eng.begin() as conn:
         conn.execute(md.tables["image_url"].insert(), url_rows(3))
         conn.execute(
             md.tables["training_run"].insert(),
             [{"run_id": "r-old", "model_name": "m", "test_accuracy": 0.5, "promoted": True}],
         )
+        conn.execute(md.tables["emotion_event"].insert(), old_events)
     assert current_version(eng) == 1
 
     report = migrate(eng)
@@ -189,7 +198,56 @@ def test_an_old_schema_database_is_migrated_and_keeps_its_rows(wh_url: str) -> N
     assert (old.test_accuracy, old.promoted, old.n_train) == (0.5, True, None)
     # The migrated table takes the new columns.
     write_tables(eng, [(training_run, [{**old._asdict(), "n_train": 40}])])
+
+    # emotion_event: keyed by model version too, its rows kept, NULL versions made explicit.
+    assert inspect(eng).get_pk_constraint("emotion_event")["constrained_columns"] == [
+        "camera_id", "window_start", "label", "model_version"
+    ]  # fmt: skip
+    ev = {c["name"]: c for c in inspect(eng).get_columns("emotion_event")}
+    assert not ev["model_version"]["nullable"]
+    assert {"observations", "distinct_tracks"} <= set(ev)
+    with eng.connect() as conn:
+        kept = conn.execute(select(emotion_event).order_by(emotion_event.c.label)).all()
+    assert [(r.label, r.face_count, r.model_version, r.observations) for r in kept] == [
+        ("happy", 3, UNKNOWN_MODEL_VERSION, None), ("sad", 1, "2", None)
+    ]  # fmt: skip
+    assert kept[0].window_start == start and kept[0].mean_confidence == 0.75
+    # A second model's row for the same window and label is a new row, not an overwrite.
+    load_emotion_events(
+        eng,
+        [{"camera_id": "cam-1", "window_start": start, "label": "happy", "window_seconds": 5,
+          "count": 2, "mean_confidence": 0.9, "model_version": "3", "observations": 7,
+          "distinct_tracks": 4}],
+    )  # fmt: skip
+    assert count(eng, emotion_event) == 3
     assert migrate(eng).applied == []
+    eng.dispose()
+
+
+def test_the_key_migration_resumes_after_a_crash_half_way(wh_url: str) -> None:
+    """Oracle commits each DDL statement: a crash after the old key was dropped (or, on
+    SQLite, after the new table was created) must not stop a re-run."""
+    eng = connect(wh_url)
+    md = old_schema()
+    md.create_all(eng)
+    start = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    row = {"camera_id": "c", "window_start": start, "label": "happy", "window_seconds": 5.0,
+           "face_count": 3, "model_version": None}  # fmt: skip
+    with eng.begin() as conn:
+        conn.execute(md.tables["emotion_event"].insert(), [row])
+        if eng.dialect.name == "sqlite":  # the copy a crashed rebuild left behind
+            conn.exec_driver_sql("CREATE TABLE emotion_event_v4 (x INTEGER)")
+        else:  # the old key dropped, the new one not yet added
+            name = inspect(conn).get_pk_constraint("emotion_event")["name"]
+            conn.exec_driver_sql(f"ALTER TABLE emotion_event DROP CONSTRAINT {name}")
+    assert migrate(eng).applied == [2, 3, 4]
+    assert inspect(eng).get_pk_constraint("emotion_event")["constrained_columns"][-1] == (
+        "model_version"
+    )
+    assert "emotion_event_v4" not in inspect(eng).get_table_names()
+    with eng.connect() as conn:
+        (kept,) = conn.execute(select(emotion_event)).all()
+    assert (kept.face_count, kept.model_version) == (3, UNKNOWN_MODEL_VERSION)
     eng.dispose()
 
 
@@ -278,6 +336,32 @@ def test_emotion_events_keep_utc_times_and_upsert_on_camera_window_label(engine)
     assert rows[0].window_start == datetime(2026, 11, 20, 12, 0, 5, tzinfo=UTC)
     assert rows[0].window_start.utcoffset() == timedelta(0)
     assert rows[1].mean_confidence is None  # NaN is stored as NULL on every backend
+
+
+def test_a_hot_swap_mid_window_keeps_both_models_rows(engine) -> None:
+    start = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    base = {"camera_id": "cam-1", "window_start": start, "label": "happy", "window_seconds": 5}
+    windows = [
+        {**base, "count": 3, "mean_confidence": 0.8, "model_version": "1", "observations": 9,
+         "distinct_tracks": 4},
+        {**base, "count": 2, "mean_confidence": 0.9, "model_version": "2", "observations": 5,
+         "distinct_tracks": 2},
+        {**base, "count": 1, "mean_confidence": 0.7, "model_version": None},
+    ]  # fmt: skip
+    for _ in range(2):  # and a re-delivery changes nothing
+        assert load_emotion_events(engine, windows) == 3
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                emotion_event.c.model_version,
+                emotion_event.c.face_count,
+                emotion_event.c.observations,
+                emotion_event.c.distinct_tracks,
+            ).order_by(emotion_event.c.model_version)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("1", 3, 9, 4), ("2", 2, 5, 2), (UNKNOWN_MODEL_VERSION, 1, None, None)
+    ]  # fmt: skip
 
 
 def test_promotion_audit_rows_are_keyed_naturally(engine) -> None:

@@ -59,7 +59,7 @@ def test_wrong_values_are_named(row: dict, message: str) -> None:
 def test_label_columns_and_non_mapping_rows() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     event = {"camera_id": "c", "window_start": start, "label": "angry", "window_seconds": 1,
-             "face_count": 1}  # fmt: skip
+             "face_count": 1, "model_version": "1"}  # fmt: skip
     with pytest.raises(WarehouseError, match="label 'angry', not in the label set"):
         check_rows(emotion_event, [event], labels=["happy"])
     with pytest.raises(WarehouseError, match="row 1 is not a mapping"):

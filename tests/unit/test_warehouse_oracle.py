@@ -12,7 +12,7 @@ from sqlalchemy import create_mock_engine, func, select
 from sqlalchemy.dialects import oracle, postgresql, sqlite
 from sqlalchemy.schema import CreateColumn, CreateTable
 
-from emotionops.warehouse import migrations
+from emotionops.warehouse import migrations, schema
 from emotionops.warehouse.db import merge_params, merge_statement, upsert_statement
 from emotionops.warehouse.report import report_queries
 from emotionops.warehouse.schema import DATA_TABLES, UtcDateTime, metadata, schema_version
@@ -167,9 +167,11 @@ def test_merge_binds_values_the_way_oracle_needs_them() -> None:
     cest = timezone(timedelta(hours=2))
     row = {"camera_id": "c", "window_start": datetime(2026, 1, 1, 14, 0, tzinfo=cest),
            "label": "happy", "window_seconds": 5.0, "face_count": 2,
-           "mean_confidence": 0.5, "model_version": "3"}  # fmt: skip
+           "mean_confidence": 0.5, "model_version": "3", "observations": 4,
+           "distinct_tracks": 2}  # fmt: skip
     params = merge_params(table, [row])[0]
     assert params["p0"] == "c" and params["p3"] == 5.0
+    assert (params["p6"], params["p7"], params["p8"]) == ("3", 4, 2)
     proc = table.c.window_start.type.dialect_impl(ORACLE_19).bind_processor(ORACLE_19)
     assert proc(params["p1"]) == datetime(2026, 1, 1, 12, 0)  # naive UTC: oracledb drops zones
     run = metadata.tables["training_run"]
@@ -203,3 +205,30 @@ def test_count_queries_compile_for_oracle() -> None:
     for table in DATA_TABLES:
         sql = str(select(func.count()).select_from(table).compile(dialect=ORACLE_19))
         assert sql == f"SELECT count(*) AS count_1 \nFROM {table.name}"
+
+
+def test_the_key_migration_compiles_for_oracle() -> None:
+    """Step 4 on Oracle: the new columns, the UPDATE of unknown versions, the key swap."""
+    table = metadata.tables["emotion_event"]
+    for name in migrations.V4_EMOTION_EVENT_COLUMNS:
+        col = table.c[name]
+        assert col.nullable and not col.primary_key
+        assert str(CreateColumn(col).compile(dialect=ORACLE_19)) == f"{name} INTEGER"
+    fill = str(migrations.unknown_versions_update().compile(dialect=ORACLE_19))
+    assert fill == (
+        "UPDATE emotion_event SET model_version=:model_version WHERE emotion_event.model_version "
+        "IS NULL"
+    )
+    assert migrations.primary_key_ddl(ORACLE_19, table, "sys_c0012345") == [
+        "ALTER TABLE emotion_event DROP PRIMARY KEY",
+        "ALTER TABLE emotion_event ADD PRIMARY KEY (camera_id, window_start, label, model_version)",
+    ]
+    # The key's timestamp stays plain (ORA-02329) and the version is a NOT NULL VARCHAR2.
+    ddl = str(CreateTable(table).compile(dialect=ORACLE_19))
+    assert "window_start TIMESTAMP NOT NULL" in ddl
+    assert "model_version VARCHAR2(16 CHAR) NOT NULL" in ddl
+    assert "PRIMARY KEY (camera_id, window_start, label, model_version)" in ddl
+    # UNKNOWN_MODEL_VERSION is not '', which Oracle would store as NULL in a NOT NULL key.
+    assert schema.UNKNOWN_MODEL_VERSION and len(schema.UNKNOWN_MODEL_VERSION) <= 16
+    pg = migrations.primary_key_ddl(postgresql.dialect(), table, "emotion_event_pkey")
+    assert pg[0] == "ALTER TABLE emotion_event DROP CONSTRAINT emotion_event_pkey"

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from emotionops.warehouse.db import BATCH_SIZE, WarehouseError, key_columns, write_tables
 from emotionops.warehouse.schema import (
     DATA_TABLES,
+    UNKNOWN_MODEL_VERSION,
     UtcDateTime,
     dataset_version,
     emotion_event,
@@ -193,10 +194,13 @@ def load_promotions(engine: Engine, records: Iterable[Any]) -> int:
 
 
 def load_emotion_events(engine: Engine, windows: Iterable[Any]) -> int:
-    """Rows from `edge.report.EmotionWindow` objects (or mappings with the same fields)."""
+    """Rows from `edge.report.EmotionWindow` objects (or mappings with the same fields, e.g.
+    the edge outbox's JSON rows with an ISO-8601 window_start); keyed by (camera_id,
+    window_start, label, model_version), a missing version stored as UNKNOWN_MODEL_VERSION."""
     rows = []
     for w in windows:
         get = w.get if isinstance(w, Mapping) else lambda k, w=w: getattr(w, k, None)
+        version = get("model_version")
         rows.append(
             {
                 "camera_id": get("camera_id"),
@@ -205,9 +209,11 @@ def load_emotion_events(engine: Engine, windows: Iterable[Any]) -> int:
                 "window_seconds": get("window_seconds"),
                 "face_count": get("count"),
                 "mean_confidence": get("mean_confidence"),
-                "model_version": None
-                if get("model_version") is None
-                else str(get("model_version")),
+                "model_version": UNKNOWN_MODEL_VERSION
+                if version is None or str(version) == ""
+                else str(version),
+                "observations": get("observations"),
+                "distinct_tracks": get("distinct_tracks"),
             }
         )
     return load_table(engine, emotion_event, rows)

@@ -2,9 +2,11 @@
 
 A `schema_version` table records every step applied. A database made before versioning
 existed (the five original tables, no `schema_version`) is taken to be at version 1. Each
-step only adds (tables, nullable columns) and checks before it adds, so it is safe to re-run
-after a crash half-way: Oracle commits each DDL statement on its own, so a step cannot rely
-on a rollback. Steps never drop or rewrite data.
+step checks before it changes anything, so it is safe to re-run after a crash half-way:
+Oracle commits each DDL statement on its own, so a step cannot rely on a rollback. Steps
+1-3 only add (tables, nullable columns). Step 4 is the one that changes a key: it adds
+`model_version` to `emotion_event`'s primary key, so rows without a version get
+UNKNOWN_MODEL_VERSION first; it never drops a row (the old key is a subset of the new one).
 
 Why not Alembic: the warehouse has a handful of additive steps that must run identically on
 three dialects from a CLI and from Airflow, without a migrations folder to ship next to the
@@ -17,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Table, func, inspect, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, MetaData, Table, func, inspect, select, update
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
@@ -99,6 +101,94 @@ def _v3_promotion_lock(conn: Connection) -> list[str]:
     return _create_missing(conn, [s.promotion_lock])
 
 
+V4_EMOTION_EVENT_COLUMNS = ["observations", "distinct_tracks"]
+
+
+def _v4_emotion_event_key(conn: Connection) -> list[str]:
+    """emotion_event keyed by (camera_id, window_start, label, model_version), NOT NULL
+    model_version (NULLs become UNKNOWN_MODEL_VERSION), plus observations, distinct_tracks."""
+    table = s.emotion_event
+    key = [c.name for c in table.primary_key.columns]
+    pk = inspect(conn).get_pk_constraint(table.name)
+    have_key = [c.lower() for c in pk.get("constrained_columns") or []]
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}_v4")  # left by a crash
+        if have_key == key:  # created by this code already (a fresh database)
+            return _add_missing_columns(conn, table, V4_EMOTION_EVENT_COLUMNS)
+        return _rebuild_sqlite_table(conn, table)
+    changes = _add_missing_columns(conn, table, V4_EMOTION_EVENT_COLUMNS)
+    if have_key == key:
+        return changes
+    filled = conn.execute(unknown_versions_update()).rowcount
+    if filled:
+        changes.append(
+            f"emotion_event: {filled} rows without a model version set to "
+            f"{s.UNKNOWN_MODEL_VERSION!r}"
+        )
+    for statement in primary_key_ddl(conn.dialect, table, pk.get("name") if have_key else None):
+        conn.exec_driver_sql(statement)
+    changes.append(f"emotion_event primary key ({', '.join(key)})")
+    return changes
+
+
+def unknown_versions_update():
+    """UPDATE emotion_event SET model_version = 'unknown' WHERE model_version IS NULL."""
+    table = s.emotion_event
+    return (
+        update(table)
+        .where(table.c.model_version.is_(None))
+        .values(model_version=s.UNKNOWN_MODEL_VERSION)
+    )
+
+
+def primary_key_ddl(dialect: Dialect, table: Table, old_pk_name: str | None) -> list[str]:
+    """Drop the old primary key (when there is one) and add `table`'s, on PostgreSQL or
+    Oracle. Adding a primary key makes its columns NOT NULL on both. A crash between the two
+    statements leaves no key; the re-run then only adds it."""
+    prep = dialect.identifier_preparer
+    name = prep.format_table(table)
+    statements = []
+    if old_pk_name is not None:
+        if dialect.name == "oracle":
+            statements.append(f"ALTER TABLE {name} DROP PRIMARY KEY")
+        else:
+            statements.append(f"ALTER TABLE {name} DROP CONSTRAINT {prep.quote(old_pk_name)}")
+    cols = ", ".join(prep.quote(c.name) for c in table.primary_key.columns)
+    statements.append(f"ALTER TABLE {name} ADD PRIMARY KEY ({cols})")
+    return statements
+
+
+def _rebuild_sqlite_table(conn: Connection, table: Table) -> list[str]:
+    """SQLite cannot change a primary key in place: copy into a new table, swap the names.
+
+    The copy, the drop and the rename run in one transaction (the INSERT opens it), so a
+    crash leaves the old table as it was; a new table left by a crash before that is dropped
+    and made again on the re-run.
+    """
+    prep = conn.dialect.identifier_preparer
+    fresh = table.to_metadata(MetaData(), name=f"{table.name}_v4")
+    fresh.create(conn)
+    have = {c["name"].lower() for c in inspect(conn).get_columns(table.name)}
+    names, values = [], []
+    for col in table.columns:
+        names.append(prep.quote(col.name))
+        if col.name == "model_version":
+            values.append(f"COALESCE(model_version, '{s.UNKNOWN_MODEL_VERSION}')")
+        else:
+            values.append(prep.quote(col.name) if col.name in have else "NULL")
+    copied = conn.exec_driver_sql(
+        f"INSERT INTO {prep.format_table(fresh)} ({', '.join(names)}) "
+        f"SELECT {', '.join(values)} FROM {prep.format_table(table)}"
+    ).rowcount
+    conn.exec_driver_sql(f"DROP TABLE {prep.format_table(table)}")
+    conn.exec_driver_sql(
+        f"ALTER TABLE {prep.format_table(fresh)} RENAME TO {prep.format_table(table)}"
+    )
+    key = ", ".join(c.name for c in table.primary_key.columns)
+    added = [f"{table.name}.{n} added" for n in V4_EMOTION_EVENT_COLUMNS if n not in have]
+    return [*added, f"emotion_event rebuilt with primary key ({key}), {copied} rows kept"]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "image_url, image, dataset_version, training_run, emotion_event", _v1_baseline),
     Migration(
@@ -107,6 +197,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v2_training_reports,
     ),
     Migration(3, "promotion_lock (the registry gate's lease)", _v3_promotion_lock),
+    Migration(
+        4,
+        "emotion_event keyed by model_version too; observations, distinct_tracks",
+        _v4_emotion_event_key,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -133,6 +133,12 @@ training_run = Table(
     Column("started_at", UtcDateTime()),
 )
 
+#: What `emotion_event.model_version` holds when the edge did not know its model's version.
+#: Not '' as a key column would suggest: Oracle stores '' as NULL, and a key is NOT NULL.
+UNKNOWN_MODEL_VERSION = "unknown"
+
+#: One row per (camera, window, label, model version): a hot swap in the middle of a window
+#: gives two rows, one per model, instead of the second overwriting the first (migration 4).
 emotion_event = Table(
     "emotion_event",
     metadata,
@@ -142,7 +148,15 @@ emotion_event = Table(
     Column("window_seconds", Float, nullable=False),
     Column("face_count", Integer, nullable=False),
     Column("mean_confidence", Float),
-    Column("model_version", String(16)),
+    Column(
+        "model_version",
+        String(16),
+        primary_key=True,
+        comment=f"registry version; '{UNKNOWN_MODEL_VERSION}' when the edge had none",
+    ),
+    # Added by migration 4 (nullable: rows loaded before it keep NULLs).
+    Column("observations", Integer, comment="labelled face-frames behind face_count"),
+    Column("distinct_tracks", Integer, comment="faces tracked in the window, all labels"),
 )
 
 # Version 2: a training run's reports and the promotion audit trail --------------------------
