@@ -132,7 +132,9 @@ def run_ours(video: Path, tflite_dir: Path, max_frames: int, threads: int) -> di
         face_margin=params.images.face_margin,
     )
     seconds = time.perf_counter() - began
-    return summary(len(latencies), seconds, latencies, faces, counts["labelled"], counts["with_faces"])
+    return summary(
+        len(latencies), seconds, latencies, faces, counts["labelled"], counts["with_faces"]
+    )
 
 
 def summary(n, seconds, latencies, faces, labelled, with_faces) -> dict[str, Any]:
@@ -150,16 +152,15 @@ def summary(n, seconds, latencies, faces, labelled, with_faces) -> dict[str, Any
 def run_predict(threads: int, requests: int) -> dict[str, Any]:
     """/predict latency through the real app (in-process ASGI client), one-face photo."""
     import cv2
-    import numpy as np
 
     photo = _one_face_photo()
     if photo is None:
         return {"skipped": "no one-face photo in the data folder"}
     ok, jpeg = cv2.imencode(".jpg", photo)
     assert ok
+    from emotionops.api.app import create_app
     from fastapi.testclient import TestClient
 
-    from emotionops.api.app import create_app
     from emotionops.params import load_params
     from emotionops.settings import Settings
 
@@ -198,7 +199,9 @@ def child(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path, tflite_dir = build_models(Path(tmp), 48, ["happy", "sad", "surprise", "neutral"])
+        keras_path, tflite_dir = build_models(
+            Path(tmp), 48, ["happy", "sad", "surprise", "neutral"]
+        )
         for video in args.videos:
             v = Path(video)
             out[v.name] = {
@@ -212,7 +215,10 @@ def child(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("EMOTIONOPS_REAL_DATA", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("EMOTIONOPS_REAL_DATA", str(ROOT.parent / "shared" / "data")),
+    )
     parser.add_argument("--quick", action="store_true", help="30 frames per video, 1 and 2 cores")
     parser.add_argument("--cores", default="1,2", help="comma-separated core counts to pin to")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -248,8 +254,20 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         results[cores] = json.loads(line.removeprefix("BENCH-JSON "))
 
-    table = Table(title="EmotionOps edge: ours vs the naive loop" + (" (quick)" if args.quick else ""))
-    for col in ("video", "cores", "who", "fps", "x naive", "p50 ms", "p95 ms", "faces/frame", "labelled"):
+    table = Table(
+        title="EmotionOps edge: ours vs the naive loop" + (" (quick)" if args.quick else "")
+    )
+    for col in (
+        "video",
+        "cores",
+        "who",
+        "fps",
+        "x naive",
+        "p50 ms",
+        "p95 ms",
+        "faces/frame",
+        "labelled",
+    ):
         table.add_column(col, justify="right" if col not in ("video", "who") else "left")
     for cores, per_video in results.items():
         for name, r in per_video.items():

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -111,3 +112,54 @@ def tiny_train_params(**overrides: object):  # -> TrainParams (imported lazily: 
     from emotionops.params import TrainParams
 
     return TrainParams.model_validate({**TINY_TRAIN, **overrides})
+
+
+def registrar(tracking_uri: str, name: str) -> Callable[[Path], str]:
+    """Returns log_version(dir): a run with tflite/ artifacts, registered; gives the version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment_id = client.create_experiment(f"edge-{name}")
+    client.create_registered_model(name)
+
+    def log_version(model_dir: Path) -> str:
+        run = client.create_run(experiment_id)
+        client.log_artifacts(run.info.run_id, str(model_dir), "tflite")
+        client.set_terminated(run.info.run_id)
+        mv = client.create_model_version(
+            name, source=f"runs:/{run.info.run_id}/tflite", run_id=run.info.run_id
+        )
+        return str(mv.version)
+
+    return log_version
+
+
+def set_champion(tracking_uri: str, name: str, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, "champion", version)
+
+
+def draw_face(skin: int, bg: int, size: int = 96) -> np.ndarray:
+    """An ellipse face with dark eyes, nose and mouth: enough for the Haar cascade."""
+    img = np.full((size, size), bg, np.uint8)
+    c = size // 2
+    cv2.ellipse(img, (c, c), (int(size * 0.36), int(size * 0.46)), 0, 0, 360, skin, -1)
+    ey, ex, dark = int(size * 0.38), int(size * 0.16), max(0, skin - 150)
+    for side in (-1, 1):
+        axes = (int(size * 0.09), int(size * 0.045))
+        cv2.ellipse(img, (c + side * ex, ey), axes, 0, 0, 360, dark, -1)
+    cv2.line(img, (c, ey + 5), (c, int(size * 0.6)), max(0, skin - 40), 3)
+    mouth = (int(size * 0.14), int(size * 0.05))
+    cv2.ellipse(img, (c, int(size * 0.72)), mouth, 0, 0, 360, dark + 20, -1)
+    return cv2.GaussianBlur(img, (5, 5), 0)
+
+
+def write_light_dark_faces(root: Path) -> dict[str, list[Path]]:
+    """Bright drawn faces for "happy", dark ones for "sad" (what write_tiny_tflite separates)."""
+    out: dict[str, list[Path]] = {"happy": [], "sad": []}
+    for label, shades in (("happy", [(250, 120), (240, 110)]), ("sad", [(160, 20), (170, 25)])):
+        for i, (skin, bg) in enumerate(shades):
+            out[label].append(root / f"{label}{i}.png")
+            cv2.imwrite(str(out[label][-1]), draw_face(skin, bg))
+    return out

@@ -511,7 +511,9 @@ def edge_run(
     ] = None,
     camera_id: Annotated[
         str | None,
-        typer.Option(help="Name of this camera in the counts. Default: params.yaml edge.camera_id."),
+        typer.Option(
+            help="Name of this camera in the counts. Default: params.yaml edge.camera_id."
+        ),
     ] = None,
     display: Annotated[
         bool,

@@ -8,8 +8,8 @@ safe to re-run: outputs are content-addressed or rewritten atomically, loads are
 
 from __future__ import annotations
 
-from collections import Counter
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime

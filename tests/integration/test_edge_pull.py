@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from _factories import write_tiny_tflite
+from _factories import registrar, set_champion, write_tiny_tflite
 from emotionops.edge.model import EdgeError, ModelWatcher, pull_champion
 
 pytestmark = pytest.mark.integration
@@ -98,32 +98,6 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "sad": build_tflite(root / "sad", -1.0),
         "broken": broken,
     }
-
-
-def registrar(tracking_uri: str, name: str) -> Callable[[Path], str]:
-    """Returns log_version(dir): a run with tflite/ artifacts, registered; gives the version."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment_id = client.create_experiment(f"edge-{name}")
-    client.create_registered_model(name)
-
-    def log_version(model_dir: Path) -> str:
-        run = client.create_run(experiment_id)
-        client.log_artifacts(run.info.run_id, str(model_dir), "tflite")
-        client.set_terminated(run.info.run_id)
-        mv = client.create_model_version(
-            name, source=f"runs:/{run.info.run_id}/tflite", run_id=run.info.run_id
-        )
-        return str(mv.version)
-
-    return log_version
-
-
-def set_champion(tracking_uri: str, name: str, version: str) -> None:
-    from mlflow import MlflowClient
-
-    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(name, "champion", version)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from _factories import write_tiny_tflite
+from _factories import write_light_dark_faces, write_tiny_tflite
 from emotionops.clean.faces import FaceBox, HaarFaceDetector
 from emotionops.edge.camera import CameraError, open_source
 from emotionops.edge.classifier import ClassifierError, TfliteEmotionClassifier, load_model_dir
@@ -43,21 +43,6 @@ def build_tflite(
     return write_tiny_tflite(out_dir, LABELS, SIZE, sign, version, activation)
 
 
-def draw_face(skin: int, bg: int, size: int = 96) -> np.ndarray:
-    """An ellipse face with dark eyes, nose and mouth: enough for the Haar cascade."""
-    img = np.full((size, size), bg, np.uint8)
-    c = size // 2
-    cv2.ellipse(img, (c, c), (int(size * 0.36), int(size * 0.46)), 0, 0, 360, skin, -1)
-    ey, ex, dark = int(size * 0.38), int(size * 0.16), max(0, skin - 150)
-    for side in (-1, 1):
-        axes = (int(size * 0.09), int(size * 0.045))
-        cv2.ellipse(img, (c + side * ex, ey), axes, 0, 0, 360, dark, -1)
-    cv2.line(img, (c, ey + 5), (c, int(size * 0.6)), max(0, skin - 40), 3)
-    mouth = (int(size * 0.14), int(size * 0.05))
-    cv2.ellipse(img, (c, int(size * 0.72)), mouth, 0, 0, 360, dark + 20, -1)
-    return cv2.GaussianBlur(img, (5, 5), 0)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tflite(tmp_path_factory.mktemp("model"), version="1")
@@ -70,16 +55,7 @@ def classifier(model_dir: Path) -> TfliteEmotionClassifier:
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
-    """Bright faces for "happy", dark ones for "sad" (what the tiny model separates)."""
-    root = tmp_path_factory.mktemp("faces")
-    out: dict[str, list[Path]] = {"happy": [], "sad": []}
-    for i, (skin, bg) in enumerate([(250, 120), (240, 110)]):
-        out["happy"].append(root / f"happy{i}.png")
-        cv2.imwrite(str(out["happy"][-1]), draw_face(skin, bg))
-    for i, (skin, bg) in enumerate([(160, 20), (170, 25)]):
-        out["sad"].append(root / f"sad{i}.png")
-        cv2.imwrite(str(out["sad"][-1]), draw_face(skin, bg))
-    return out
+    return write_light_dark_faces(tmp_path_factory.mktemp("faces"))
 
 
 @pytest.fixture(scope="module")
