@@ -354,7 +354,7 @@ def create_app(
         model = source.current()
         status = source.status()
         if model is None:
-            return _error(503, "no_model", _no_model_message(source), status=asdict(status))
+            return _error(503, "no_model", _no_model_message(source), model=asdict(status))
         run_metrics, metrics_error = source.run_metrics()
         return JSONResponse(
             {

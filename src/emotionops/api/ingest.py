@@ -88,17 +88,27 @@ def parse_windows(payload: Any, max_windows: int) -> list[dict[str, Any]]:
         )
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
         raise IngestRejected(422, "bad_rows", f"nothing stored: {summary}{more}", errors)
-    keys = [(r["camera_id"], r["window_start"], r["label"], r["model_version"]) for r in rows]
+    columns = warehouse_key()
+    keys = [tuple(r[c] for c in columns) for r in rows]
     if len(set(keys)) != len(keys):
         seen: dict = {}
         dup = next(i for i, k in enumerate(keys) if seen.setdefault(k, i) != i)
         raise IngestRejected(
             422,
             "duplicate_rows",
-            f"nothing stored: windows[{dup}] repeats the key (camera_id, window_start, label, "
-            f"model_version) of windows[{seen[keys[dup]]}]",
+            f"nothing stored: windows[{dup}] repeats the key ({', '.join(columns)}) of "
+            f"windows[{seen[keys[dup]]}]",
         )
     return rows
+
+
+def warehouse_key() -> list[str]:
+    """The row fields that make up emotion_event's primary key (read from the schema, so a
+    key change there is followed here)."""
+    from emotionops.warehouse.schema import emotion_event
+
+    field = {"face_count": "count"}
+    return [field.get(c.name, c.name) for c in emotion_event.primary_key.columns]
 
 
 def live_counts(engine: Engine, camera_id: str, n_windows: int) -> dict[str, Any]:

@@ -161,7 +161,11 @@ def header_size(data: bytes, kind: str) -> tuple[int, int]:
                 return probe.size
     except Image.DecompressionBombError as exc:
         raise UploadRejected(422, "too_many_pixels", f"image has too many pixels: {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError as exc:  # its message only names a BytesIO object
+        raise UploadRejected(
+            422, "corrupt", f"the {kind} header cannot be read (corrupt or truncated)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UploadRejected(
             422, "corrupt", f"the {kind} header cannot be read (corrupt or truncated): {exc}"
         ) from exc
