@@ -289,6 +289,7 @@ def create_app(
     app.state.model_source = source
     app.state.metrics = metrics
     app.state.warehouse = warehouse
+    app.state.predictor = predictor  # the core path, for the latency bench
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
