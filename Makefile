@@ -146,7 +146,7 @@ API_HOST ?= 127.0.0.1
 api: $(VENV)/.installed ## Serve the inference API and its pages with uvicorn (PORT=8000, API_HOST=...)
 	@port="$(if $(filter command line environment,$(origin PORT)),$(PORT))"; \
 	if [ -z "$$port" ]; then port=$$($(PY) -c 'from emotionops.tracking import free_port; print(free_port())'); fi; \
-	echo "EmotionOps API: http://$(API_HOST):$$port/  (live camera page: /cameras/<camera_id>, docs: /docs)"; \
+	echo "EmotionOps API: http://$(API_HOST):$$port/  (live camera page: /cameras/<camera_id>, schema: /openapi.json)"; \
 	exec $(VENV)/bin/uvicorn --factory emotionops.api.app:app_from_env --host $(API_HOST) --port $$port
 
 bench: setup ## Run the benchmarks and print their tables (QUICK=1 for a short smoke run)

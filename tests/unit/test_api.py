@@ -394,6 +394,8 @@ def test_ingest_names_the_bad_rows_and_stores_nothing(make_client, engine) -> No
     many = make_client(api={"max_ingest_windows": 2})
     answer = many.post("/ingest", json={"windows": [window()] * 3}, headers=AUTH)
     assert answer.status_code == 413 and "max_ingest_windows" in answer.json()["detail"]
+    huge = many.post("/ingest", content=b" " * 4000, headers=AUTH)  # cap: 2 windows' worth
+    assert huge.status_code == 413 and huge.json()["error"] == "too_large"
     assert stored(engine) == []
 
 

@@ -13,6 +13,7 @@ counts only.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 MIN_PRODUCTION_TOKEN_CHARS = 16
+INGEST_BYTES_PER_WINDOW = 1024  # a window row is ~300 bytes of JSON: the body cap of /ingest
 LAWFUL_USE = (
     "Lawful use only. Emotion recognition of people in a venue needs clear signage telling "
     "visitors before they enter a camera's view. It must not be used on employees at work or "
@@ -285,6 +287,8 @@ def create_app(
         description=LAWFUL_USE,
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN; machines here are offline
+        redoc_url=None,
     )
     app.state.model_source = source
     app.state.metrics = metrics
@@ -379,7 +383,14 @@ def create_app(
         try:
             check_token(request.headers.get("authorization"), token)
             try:
-                payload = await request.json()
+                body = await read_capped(
+                    request.stream(),
+                    request.headers.get("content-length"),
+                    ap.max_ingest_windows * INGEST_BYTES_PER_WINDOW,
+                )
+                payload = json.loads(body)
+            except UploadRejected as exc:
+                raise IngestRejected(exc.status, exc.code, exc.message) from exc
             except ValueError as exc:
                 raise IngestRejected(422, "bad_json", f"the body is not JSON: {exc}") from exc
             rows = parse_windows(payload, ap.max_ingest_windows)
