@@ -216,6 +216,9 @@ def test_camera_page_shows_seeded_counts_and_refreshes(
     wait = WebDriverWait(browser, 20, poll_frequency=0.05)
     wait.until(lambda d: counts_on_page(d) == {"happy": "4", "sad": "2"})
     assert browser.find_element(By.ID, "model-version").text == "7"
+    bars = browser.find_elements(By.CSS_SELECTOR, "#counts tbody .bar span")
+    widths = [bar.size["width"] for bar in bars]
+    assert len(widths) == 2 and widths[0] > widths[1] > 0  # happy 4 draws longer than sad 2
     assert "2026-01-01 12:00:00" in browser.find_element(By.ID, "window").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")) == 2
     assert "Art. 5(1)(f)" in browser.find_element(By.ID, "lawful-use").text

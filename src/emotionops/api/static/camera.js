@@ -22,7 +22,7 @@
     document.getElementById("window").textContent = current
       ? `${utc(current.window_start)} UTC (${current.window_seconds} s)` : (data.message || "none");
     document.getElementById("model-version").textContent = current && current.model_versions.length
-      ? current.model_versions.join(", ") : (data.serving_model_version || "n/a");
+      ? current.model_versions.join(", ") : "n/a";
     if (current) {
       const max = Math.max(1, ...Object.values(current.counts));
       Object.entries(current.counts).forEach(([label, count]) => {
