@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         None,
         description="Bearer token of POST /ingest: the edge sends it to ingest_url, the API "
         "checks it (constant time). Required in production when ingest_url is set, and by "
-        "the API in production; unset, the API refuses ingest.",
+        "the API in production (16+ characters); unset (local mode), the API takes any rows.",
     )
 
     mlflow_tracking_uri: str | None = Field(

@@ -248,3 +248,43 @@ def test_camera_page_shows_seeded_counts_and_refreshes(
     shot = tmp_path / "camera-page.png"
     browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
+
+
+def test_the_edge_http_sink_delivers_through_ingest(api: Api) -> None:
+    """The edge's real HttpSink (emotionops.edge.sinks) against this API: the contract holds
+    both ways, a re-sent batch changes nothing, a wrong token is a rejection, not a retry."""
+    from sqlalchemy import func, select
+
+    from emotionops.edge.outbox import SinkRejected, window_row
+    from emotionops.edge.sinks import HttpSink
+    from emotionops.warehouse.schema import emotion_event
+
+    start = T0 + timedelta(minutes=5)
+    rows = [
+        window_row(EmotionWindow("cam-sink", start, 5.0, "happy", 2, 0.9, "7", 6, 3)),
+        window_row(EmotionWindow("cam-sink", start, 5.0, "sad", 1, 0.6, None, 2, 3)),
+    ]
+    sink = HttpSink(api.url + "/ingest", TOKEN)
+    try:
+        sink.send(rows)
+        sink.send(rows)  # the edge re-sends a batch whose reply it lost
+    finally:
+        sink.close()
+    engine = connect(api.warehouse_url)
+    try:
+        with engine.connect() as conn:
+            got = conn.execute(
+                select(emotion_event.c.label, emotion_event.c.model_version, func.count())
+                .where(emotion_event.c.camera_id == "cam-sink")
+                .group_by(emotion_event.c.label, emotion_event.c.model_version)
+                .order_by(emotion_event.c.label)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in got] == [("happy", "7", 1), ("sad", "unknown", 1)]
+    wrong = HttpSink(api.url + "/ingest", "not-the-token")
+    try:
+        with pytest.raises(SinkRejected, match="refused the token"):
+            wrong.send(rows)
+    finally:
+        wrong.close()

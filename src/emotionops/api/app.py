@@ -271,6 +271,8 @@ def create_app(
     predictor = Predictor(source, detector, params)
     metrics = ApiMetrics(source.status)
     token = settings.ingest_token.get_secret_value() if settings.ingest_token else None
+    if token is None:  # local mode only (check_settings)
+        log.warning("no EMOTIONOPS_INGEST_TOKEN: POST /ingest takes rows from anyone (local mode)")
     ap = params.api
 
     @contextlib.asynccontextmanager
@@ -421,6 +423,7 @@ def create_app(
         healthy = status.loaded and db_error is None
         body = {
             "status": "ok" if healthy else "unhealthy",
+            "ingest": "bearer token" if token else "unauthenticated (local mode, no token)",
             "model": {
                 "loaded": status.loaded,
                 "name": status.model_name,
