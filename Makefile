@@ -13,7 +13,7 @@ UV := $(BOOTSTRAP_PY) -m uv
 PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test lint format test-unit test-integration test-dags bench mlflow-ui airflow airflow-stop lock clean-data
+.PHONY: help setup demo test lint format test-unit test-integration test-dags bench mlflow-ui api airflow airflow-stop lock clean-data
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -138,6 +138,16 @@ airflow-stop: ## Stop the local Airflow started by `make airflow` (every child p
 
 mlflow-ui: $(VENV)/.installed ## Serve the demo's MLflow store in the MLflow UI (PORT=5000)
 	$(VENV)/bin/emotionops mlflow-server --port $(PORT)
+
+# The model: EMOTIONOPS_MLFLOW_TRACKING_URI (the registry's champion, hot-swapped) or
+# EMOTIONOPS_API_MODEL_DIR (a folder with model.tflite + labels.json); POST /ingest needs
+# EMOTIONOPS_INGEST_TOKEN. PORT on the command line or in the environment, else a free port.
+API_HOST ?= 127.0.0.1
+api: $(VENV)/.installed ## Serve the inference API and its pages with uvicorn (PORT=8000, API_HOST=...)
+	@port="$(if $(filter command line environment,$(origin PORT)),$(PORT))"; \
+	if [ -z "$$port" ]; then port=$$($(PY) -c 'from emotionops.tracking import free_port; print(free_port())'); fi; \
+	echo "EmotionOps API: http://$(API_HOST):$$port/  (live camera page: /cameras/<camera_id>, schema: /openapi.json)"; \
+	exec $(VENV)/bin/uvicorn --factory emotionops.api.app:app_from_env --host $(API_HOST) --port $$port
 
 bench: setup ## Run the benchmarks and print their tables (QUICK=1 for a short smoke run)
 	@for b in bench/[!_]*.py; do [ -e "$$b" ] || { echo "no benchmarks yet"; break; }; \

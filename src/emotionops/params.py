@@ -484,6 +484,35 @@ class EdgeParams(_Section):
     outbox: OutboxParams = Field(default_factory=OutboxParams)
 
 
+API_IMAGE_TYPES = ("jpeg", "png", "webp", "bmp", "tiff")
+
+
+class ApiParams(_Section):
+    """Limits and refresh rates of the inference API (emotionops.api). Face crops follow
+    `images.face_margin` and detection `images.detect_max_side`: what the model was trained on."""
+
+    max_upload_bytes: int = Field(10_000_000, ge=1_000, le=200_000_000)
+    max_pixels: int = Field(25_000_000, ge=1_000, le=500_000_000)
+    allowed_types: list[str] = Field(default_factory=lambda: ["jpeg", "png", "webp"])
+    max_faces: int = Field(20, ge=1, le=1_000)
+    max_ingest_windows: int = Field(5_000, ge=1, le=1_000_000)
+    model_poll_s: float = Field(30, gt=0, le=86_400)
+    registry_timeout_s: float = Field(5, gt=0, le=300)
+    live_refresh_s: float = Field(5, ge=0.2, le=3_600)
+    live_windows: int = Field(12, ge=1, le=1_000)
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in API_IMAGE_TYPES]
+        if unknown or not value:
+            raise ValueError(
+                f"api.allowed_types must be a non-empty subset of {list(API_IMAGE_TYPES)}"
+                + (f", got unknown {unknown}" if unknown else "")
+            )
+        return value
+
+
 DEMO_TRAIN = {
     "model": "small_cnn",
     "epochs": 15,
@@ -530,6 +559,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegistryParams = RegistryParams()
     edge: EdgeParams = EdgeParams()
+    api: ApiParams = ApiParams()
     demo: DemoParams = DemoParams()
 
     @field_validator("labels")

@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     )
     ingest_token: SecretStr | None = Field(
         None,
-        description="Bearer token the edge sends to ingest_url; required in production "
-        "when ingest_url is set.",
+        description="Bearer token of POST /ingest: the edge sends it to ingest_url, the API "
+        "checks it (constant time). Required in production when ingest_url is set, and by "
+        "the API in production (16+ characters); unset (local mode), the API takes any rows.",
     )
 
     mlflow_tracking_uri: str | None = Field(
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
         le=65_535,
         description="Port of the edge's /healthz and /metrics; 0 picks a free one; unset "
         "(empty) serves none.",
+    )
+    api_model_dir: Path | None = Field(
+        None,
+        description="A local model directory (model.tflite + labels.json) the API serves "
+        "instead of pulling models:/<model_name>@champion from the registry.",
     )
 
     dvc_remote_url: str | None = Field(
@@ -135,6 +141,14 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             for entry in value:
                 parse_allow_entry(str(entry))
+        return value
+
+    @field_validator("ingest_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty EMOTIONOPS_INGEST_TOKEN= would make `Bearer ` a valid credential."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("EMOTIONOPS_INGEST_TOKEN is empty: unset it or give a real token")
         return value
 
     @model_validator(mode="after")
