@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -54,7 +55,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("api-page")
     model = write_tiny_tflite(root / "model", LABELS, 48, 1.0, version="7")
     params = root / "params.yaml"
-    params.write_text("api: {live_refresh_s: 0.5}\n")  # the rest: code defaults
+    # The rest: code defaults; the drawn face is Haar's kind of face, not BlazeFace's (photos).
+    params.write_text("api: {live_refresh_s: 0.5}\nedge: {detection: {detector: haar}}\n")
     warehouse_url = f"sqlite:///{root / 'warehouse.db'}"
     port = free_port()
     # The child imports the same emotionops package as this test (installed or a worktree).
@@ -213,11 +215,17 @@ def test_camera_page_shows_seeded_counts_and_refreshes(
 
     browser.get(api.url + "/cameras/cam-7")
     browser.get_log("browser")
-    wait = WebDriverWait(browser, 20, poll_frequency=0.05)
+    # The page re-renders itself every live_refresh_s: read it in one script call, and let
+    # the waits retry a read that raced a re-render.
+    wait = WebDriverWait(
+        browser, 20, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException]
+    )
     wait.until(lambda d: counts_on_page(d) == {"happy": "4", "sad": "2"})
     assert browser.find_element(By.ID, "model-version").text == "7"
-    bars = browser.find_elements(By.CSS_SELECTOR, "#counts tbody .bar span")
-    widths = [bar.size["width"] for bar in bars]
+    widths = browser.execute_script(
+        "return [...document.querySelectorAll('#counts tbody .bar span')]"
+        ".map(bar => bar.getBoundingClientRect().width)"
+    )
     assert len(widths) == 2 and widths[0] > widths[1] > 0  # happy 4 draws longer than sad 2
     assert "2026-01-01 12:00:00" in browser.find_element(By.ID, "window").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#recent tbody tr")) == 2

@@ -78,7 +78,9 @@ def test_api_pulls_the_champion_and_follows_the_alias(mlflow_server: str, tmp_pa
         model_name=name,
         ingest_token=SecretStr("registry-test-token-0123456789"),
     )
-    params = Params.model_validate({"api": {"model_poll_s": 0.2}})
+    params = Params.model_validate(
+        {"api": {"model_poll_s": 0.2}, "edge": {"detection": {"detector": "haar"}}}
+    )
     engine = connect(f"sqlite:///{tmp_path / 'warehouse.db'}")
     init_schema(engine)
     photo = {"file": ("photo.jpg", face_jpeg(), "image/jpeg")}

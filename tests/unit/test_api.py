@@ -91,7 +91,10 @@ def make_client(tmp_path: Path, models: dict[str, Path], engine):
         kw.setdefault("model_source", LocalModelSource(models[model], "emotion-classifier"))
         kw.setdefault("engine", engine)
         settings = kw.pop("settings", None) or settings_for(tmp_path)
-        params = Params.model_validate({"api": api or {}})
+        # The drawn test faces are Haar's kind of face, not BlazeFace's (photos).
+        params = Params.model_validate(
+            {"api": api or {}, "edge": {"detection": {"detector": "haar"}}}
+        )
         client = TestClient(create_app(settings, params, **kw))
         client.__enter__()  # runs the lifespan: the model source starts
         clients.append(client)

@@ -258,15 +258,15 @@ def create_app(
 ) -> FastAPI:
     """The app. `model_source` (default from settings: EMOTIONOPS_API_MODEL_DIR, else the
     registry's champion), `detector` (anything with `.detect(image)` returning FaceBoxes or
-    Detection(box, score); default: `images.detector` of params) and `engine` (default: the
+    Detection(box, score); default: the cameras' detector, `edge.detection` of params, so the
+    upload page shows what a camera would see) and `engine` (default: the
     warehouse of settings, opened on first use) can be swapped."""
     check_settings(settings)
     source = model_source if model_source is not None else default_model_source(settings, params)
     if detector is None:
-        from emotionops.clean.faces import make_detector
+        from emotionops.edge.detect import make_edge_detector
 
-        ip = params.images
-        detector = make_detector(ip.detector, ip.min_face_side, ip.detector_model)
+        detector = make_edge_detector(params.edge.detection)
     warehouse = Warehouse(settings, engine)
     predictor = Predictor(source, detector, params)
     metrics = ApiMetrics(source.status)
