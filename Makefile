@@ -21,8 +21,10 @@ help: ## Show this help
 	@echo "Layout: dags/ (wiring only), plugins/, scripts/ (local Airflow), bench/, tests/, and"
 	@echo "src/emotionops/ with one package per stage: acquire/ (scrape, urls, guard, download),"
 	@echo "clean/ (images, quality, faces), dataset/ (importers, split, dvc), validation/,"
-	@echo "warehouse/, training/, registry.py + gate.py, tracking.py, edge/, api/; pipeline.py runs a stage,"
+	@echo "warehouse/, training/, registry.py + gate.py, tracking.py, edge/ (camera, detect, track,"
+	@echo "model, service, outbox, sinks, runner), api/; pipeline.py runs a stage,"
 	@echo "cli.py exposes it. Knobs: params.yaml. Endpoints and secrets: settings.py (EMOTIONOPS_*)."
+	@echo "Environments: .venv (ML), .venv-airflow, .venv-edge (the camera box: no TensorFlow)."
 
 # --- set-up ------------------------------------------------------------------------------
 .PHONY: uv
@@ -143,7 +145,7 @@ mlflow-ui: $(VENV)/.installed ## Serve the demo's MLflow store in the MLflow UI 
 # EMOTIONOPS_API_MODEL_DIR (a folder with model.tflite + labels.json); POST /ingest needs
 # EMOTIONOPS_INGEST_TOKEN. PORT on the command line or in the environment, else a free port.
 API_HOST ?= 127.0.0.1
-api: $(VENV)/.installed ## Serve the inference API and its pages with uvicorn (PORT=8000, API_HOST=...)
+api: $(VENV)/.installed $(BLAZEFACE)/.installed ## Serve the inference API and its pages with uvicorn (PORT=8000, API_HOST=...)
 	@port="$(if $(filter command line environment,$(origin PORT)),$(PORT))"; \
 	if [ -z "$$port" ]; then port=$$($(PY) -c 'from emotionops.tracking import free_port; print(free_port())'); fi; \
 	echo "EmotionOps API: http://$(API_HOST):$$port/  (live camera page: /cameras/<camera_id>, schema: /openapi.json)"; \

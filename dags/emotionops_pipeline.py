@@ -85,7 +85,7 @@ with DAG(
         "load_images", "warehouse load-images --run-date {{ ds }}", timeout_min=10
     )
     train = cli_task("train", "train --run-date {{ ds }}", timeout_min=120)
-    edge = cli_task("edge_smoke", "edge --max-frames 300", timeout_min=15)
+    edge = cli_task("edge_smoke", "edge run --max-frames 300 --health-port 0", timeout_min=15)
 
     scrape >> validate_urls >> load_urls >> download >> version_data >> validate_data
     validate_data >> load_images >> train >> edge

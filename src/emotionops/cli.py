@@ -524,6 +524,15 @@ def edge_run(
     ] = False,
     tracking_uri: TrackingUri = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65_535,
+            help="Port of /healthz and /metrics (0: a free one). Default: "
+            "EMOTIONOPS_EDGE_HEALTH_PORT.",
+        ),
+    ] = None,
 ) -> None:
     """Classify faces in a camera stream with the champion model; send aggregate counts only.
 
@@ -559,6 +568,7 @@ def edge_run(
         max_frames=max_frames,
         display=display,
         stop=stop,
+        health_port=health_port,
         on_started=started,
     )
     s = run.stats

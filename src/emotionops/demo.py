@@ -36,6 +36,7 @@ class DemoSummary:
     dataset_version: str = ""
     run_id: str = ""
     tracking_uri: str = ""
+    camera_id: str = ""
 
     def step(self, name: str, fn: Callable[[], Any], describe: Callable[[Any], str]) -> Any:
         console.rule(f"[bold]{name}")
@@ -82,7 +83,7 @@ def run_demo(
     settings = settings.model_copy(
         update={"download_allow_hosts": [*settings.download_allow_hosts, "127.0.0.1"]}
     )
-    s = DemoSummary(model_name=settings.model_name)
+    s = DemoSummary(model_name=settings.model_name, camera_id=params.edge.camera_id)
     with (
         _search_standin(root, params) as search_url,
         tracking_server(settings.mlflow_tracking_uri, settings.mlflow_store) as tracking_uri,
@@ -158,4 +159,10 @@ def print_summary(s: DemoSummary, settings: Settings) -> None:
     console.print(f"warehouse: {settings.resolved_warehouse_url()}")
     console.print(
         f"MLflow: `make mlflow-ui` then open http://127.0.0.1:5000 (store {settings.mlflow_store})"
+    )
+    model_dir = Path(settings.data_path) / "edge-cache" / s.model_name / f"v{s.model_version}"
+    console.print(
+        f"API and pages: `EMOTIONOPS_API_MODEL_DIR={model_dir} make api PORT=8000`, then open "
+        f"http://127.0.0.1:8000/ (upload a photo) and http://127.0.0.1:8000/cameras/"
+        f"{s.camera_id} (the demo camera's counts)"
     )

@@ -185,6 +185,12 @@ def test_registry_down_keeps_cached_model(
 
     assert watcher.check_now() is False
     assert "unreachable" in watcher.last_error and watcher.current.version == "1"
+    # While it stays down, polls back off: retry_s, then doubling, never beyond poll_s.
+    assert (watcher.failures, watcher.next_wait_s()) == (1, watcher.retry_s)
+    watcher.check_now()
+    assert watcher.next_wait_s() == 2 * watcher.retry_s
+    watcher.failures = 30
+    assert watcher.next_wait_s() == watcher.poll_s
 
     with pytest.raises(EdgeError, match=r"unreachable.*no cached model"):
         pull_champion(server.url, name, tmp_path / "empty", timeout_s=2)

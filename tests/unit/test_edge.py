@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import http.server
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -443,3 +444,86 @@ def test_run_edge_max_frames_and_swap_between_frames(
     mid = [w for w in windows if w.window_start == T0 + timedelta(seconds=2)]
     assert {w.model_version for w in mid} == {"1", "2"}
     assert sum(w.count for w in windows if w.model_version == "2") == 3
+
+
+# Real video, privacy of the view, display --------------------------------------------------
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["fei_1543684773.avi", "fei_1543684810.avi"])
+def test_tracking_keeps_one_id_per_face_on_a_real_video(
+    real_data: Path, classifier: TfliteEmotionClassifier, name: str
+) -> None:
+    """One person in front of the camera for the whole clip: one track, labelled throughout,
+    counted once per window although the detector saw the face on ~20 frames."""
+    from emotionops.edge.detect import make_edge_detector
+
+    video = real_data / "videos" / name
+    if not video.is_file():
+        pytest.skip(f"{video} not found")
+    edge = EdgeParams(window_seconds=60)
+    stats = EdgeStats()
+    tracked: list[int] = []
+    windows = run_edge(
+        str(video), classifier, make_edge_detector(edge.detection), edge, T0, stats=stats,
+        on_frame=lambda frame, tracks, s, n: tracked.extend(t.track_id for t in tracks),
+    )  # fmt: skip
+    assert stats.tracks_seen == 1 and len(set(tracked)) == 1
+    assert len(tracked) >= stats.frames_read - 2 * edge.detect_every  # in view once confirmed
+    assert sum(w.count for w in windows) == 1 and windows[0].distinct_tracks == 1
+    assert windows[0].observations == stats.frames_detected - (edge.tracking.min_hits - 1)
+
+
+def test_display_view_pixelates_every_face() -> None:
+    from emotionops.edge.service import blurred_view
+    from emotionops.edge.track import Track
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    track = Track(3, FaceBox(40, 20, 60, 60), 0.9, label="happy", confidence=0.8)
+    view = blurred_view(frame, [track])
+    inner = view[25:75, 45:95].astype(float)  # inside the box, off its outline and text
+    original = frame[25:75, 45:95].astype(float)
+    # Pixelated to 6x6 blocks: the detail (pixel-to-pixel change) is gone inside the face...
+    assert np.abs(np.diff(inner, axis=1)).mean() < 0.2 * np.abs(np.diff(original, axis=1)).mean()
+    # ...and nothing outside it changed; the caller's frame is untouched.
+    assert np.array_equal(view[100:, :], frame[100:, :])
+    assert not np.shares_memory(view, frame)
+
+
+def test_display_needs_a_gui_build_and_says_so() -> None:
+    from emotionops.edge.runner import DisplayUnavailable, display_hook
+
+    if not re.search(r"GUI:\s+NONE", cv2.getBuildInformation()):
+        pytest.skip("this OpenCV has a GUI backend")
+    with pytest.raises(DisplayUnavailable, match="opencv-python"):
+        display_hook()
+
+
+def test_health_server_serves_healthz_and_metrics() -> None:
+    import urllib.error
+    import urllib.request
+
+    from emotionops.edge.metrics import EdgeMetrics, HealthServer
+
+    state = {"ok": False, "model_version": "3"}
+    metrics = EdgeMetrics("door")
+    stats = EdgeStats(tracks_in_view=2, tracks_seen=5)
+    stats.source.reconnects = 1
+    for _ in range(3):
+        metrics.frame(0.004, 2, stats)
+    metrics.frame(0.001, None, stats)  # a frame the detector skipped
+    metrics.model_version("emotion-classifier", "3", 1)
+    with HealthServer(metrics, lambda: dict(state)) as server:
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:
+            urllib.request.urlopen(server.url + "/healthz", timeout=5)
+        assert unhealthy.value.code == 503
+        assert json.loads(unhealthy.value.read())["model_version"] == "3"
+        state["ok"] = True
+        with urllib.request.urlopen(server.url + "/healthz", timeout=5) as answer:
+            assert answer.status == 200 and json.loads(answer.read())["ok"] is True
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    assert "edge_frames_total 4.0" in text
+    assert "edge_faces_per_detection_count 3.0" in text  # skipped frames are not detections
+    assert "edge_tracks_in_view 2.0" in text and "edge_source_reconnects 1.0" in text
+    assert 'edge_model_info{name="emotion-classifier",version="3"} 1.0' in text
+    assert 'edge_camera_info{camera_id="door"} 1.0' in text

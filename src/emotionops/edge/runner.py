@@ -9,6 +9,7 @@ send stays on disk for the next start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -130,26 +131,29 @@ def serve(
             "sink_error": sent.last_error if sent.consecutive_failures else None,
         }
 
+    refreshed = {"at": 0.0}
+
     def on_frame(frame: np.ndarray, tracks: list[Track], seconds: float, faces: int | None) -> None:
         metrics.frame(seconds, faces, stats)
+        if stats.last_frame_at - refreshed["at"] >= 1.0:  # SQL and registry state: once a second
+            refreshed["at"] = stats.last_frame_at
+            metrics.outbox_depth.set(outbox.depth())
+            metrics.model_version(model.model_name, watcher.current.version, watcher.swaps)
         for hook in hooks:
             hook(frame, tracks, seconds, faces)
 
     def on_window(window: EmotionWindow) -> None:
         outbox.enqueue([window])  # on disk before the loop goes on
-        metrics.outbox_depth.set(outbox.depth())
-        metrics.model_version(model.model_name, watcher.current.version, watcher.swaps)
 
     metrics.model_version(model.model_name, pulled.version, 0)
     server = (
         HealthServer(metrics, health, health_host, health_port) if health_port is not None else None
     )
-    rows_left = -1
     try:
-        with watcher:
+        with watcher, contextlib.ExitStack() as running:
             sender.start()
             if server is not None:
-                server.__enter__()
+                running.enter_context(server)
             if on_started is not None:
                 on_started(server.url if server else None)
             windows = run_edge(
@@ -167,9 +171,7 @@ def serve(
             )
             version = watcher.current.version
     finally:
-        rows_left = sender.stop()
-        if server is not None:
-            server.__exit__()
+        rows_left = sender.stop()  # drains for up to outbox.stop_timeout_s
         outbox.close()
     if rows_left:
         log.warning("%d window rows wait in %s for the sink; the next start sends them",
