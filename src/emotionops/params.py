@@ -439,7 +439,7 @@ class DetectionParams(_Section):
 class OutboxParams(_Section):
     """The edge's on-disk outbox and its sender (emotionops.edge.outbox)."""
 
-    batch_size: int = Field(100, ge=1, le=10_000, description="windows per send")
+    windows_per_send: int = Field(100, ge=1, le=10_000, description="windows per send")
     backoff_s: float = Field(1, gt=0, le=3_600, description="first wait after a failed send")
     backoff_max_s: float = Field(
         60, gt=0, le=86_400, description="cap of the doubling wait; also the wait after a refusal"

@@ -595,11 +595,15 @@ def stage_edge(
     settings name (the API's /ingest, else the warehouse). Returns the `EdgeRun`.
     `health_port` overrides the settings' (0: a free port)."""
     from emotionops.edge.detect import make_edge_detector
+    from emotionops.edge.model import pull_champion
     from emotionops.edge.outbox import default_outbox_path
     from emotionops.edge.runner import ModelSource, serve
     from emotionops.edge.sinks import make_sink
 
     paths = DataPaths(settings.data_path)
+    model = ModelSource(tracking_uri, settings.model_name, paths.edge_cache)
+    # The model first: without one there is nothing to do (and no demo video to make).
+    pulled = pull_champion(model.tracking_uri, model.model_name, model.cache_dir)
     if source is None:
         source = str(make_demo_video_from_faces(settings, params))
     if start_time is None:
@@ -612,7 +616,7 @@ def stage_edge(
         )
     return serve(
         source,
-        ModelSource(tracking_uri, settings.model_name, paths.edge_cache),
+        model,
         params.edge,
         make_edge_detector(params.edge.detection),
         make_sink(settings, params=params.edge.outbox),
@@ -625,6 +629,7 @@ def stage_edge(
         face_margin=params.images.face_margin,
         display=display,
         on_started=on_started,
+        pulled=pulled,
     )
 
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-FAST = OutboxParams(batch_size=10, backoff_s=0.05, backoff_max_s=0.2, idle_poll_s=0.05)
+FAST = OutboxParams(windows_per_send=10, backoff_s=0.05, backoff_max_s=0.2, idle_poll_s=0.05)
 WAIT_S = 30
 
 
@@ -81,7 +81,7 @@ EDGE = textwrap.dedent(
     from emotionops.warehouse import connect
 
     path, url, rows_file, mode = sys.argv[1:5]
-    params = OutboxParams(batch_size=10, backoff_s=0.05, backoff_max_s=0.2, idle_poll_s=0.05)
+    params = OutboxParams(windows_per_send=10, backoff_s=0.05, backoff_max_s=0.2, idle_poll_s=0.05)
     box = open_outbox(path, params)
     rows = json.loads(open(rows_file).read())
 

@@ -251,7 +251,7 @@ def test_cli_load_run_and_report(two_runs, mlflow_server: str, tmp_path: Path) -
 
     init = run("init")
     assert init.returncode == 0, init.stderr
-    assert "schema version 3 (migrations applied: 1, 2, 3)" in init.stderr
+    assert "schema version 4 (migrations applied: 1, 2, 3, 4)" in init.stderr
     loaded = run("load-run", good.run_id, "--run-date", "2026-11-20")
     assert loaded.returncode == 0, loaded.stderr
     assert (  # two promotion rows: its registration (challenger) and its promotion

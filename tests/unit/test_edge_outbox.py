@@ -36,7 +36,7 @@ from emotionops.warehouse.schema import UNKNOWN_MODEL_VERSION, emotion_event
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 FAST = OutboxParams(
-    batch_size=3, backoff_s=0.02, backoff_max_s=0.1, idle_poll_s=0.05, send_timeout_s=2,
+    windows_per_send=3, backoff_s=0.02, backoff_max_s=0.1, idle_poll_s=0.05, send_timeout_s=2,
     stop_timeout_s=2,
 )  # fmt: skip
 WAIT_S = 20  # upper bound for a condition in a test; normally met in milliseconds

@@ -444,7 +444,7 @@ class SenderStats:
 class OutboxSender:
     """Drains an outbox into a sink from a background thread (`start`, then `stop`).
 
-    In order, `batch_size` rows at a time; a failed send is retried after `backoff_delay`;
+    In order, `windows_per_send` rows at a time; a failed send is retried after `backoff_delay`;
     rows are deleted only once the sink returned. `stop` keeps sending for up to
     `stop_timeout_s` (what is left stays on disk for the next start).
     """
@@ -473,7 +473,7 @@ class OutboxSender:
     def send_batch(self) -> int:
         """Send the oldest batch once; returns the rows confirmed (0: nothing waiting).
         Raises what the sink raised; the rows then stay queued."""
-        batch = self.outbox.pending(self.params.batch_size)
+        batch = self.outbox.pending(self.params.windows_per_send)
         if not batch:
             return 0
         self.sink.send([dict(p.row) for p in batch])

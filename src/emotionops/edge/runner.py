@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from emotionops.edge.metrics import EdgeMetrics, HealthServer
-from emotionops.edge.model import ModelWatcher, pull_champion
+from emotionops.edge.model import ModelWatcher, PulledModel, pull_champion
 from emotionops.edge.outbox import Sink, open_outbox
 from emotionops.edge.report import EmotionWindow
 from emotionops.edge.service import EdgeStats, FaceDetector, FrameHook, blurred_view, run_edge
@@ -92,14 +92,17 @@ def serve(
     face_margin: float = 0.15,
     display: bool = False,
     on_started: Callable[[str | None], None] | None = None,
+    pulled: PulledModel | None = None,
 ) -> EdgeRun:
     """Run the edge service on `source` until it ends, `max_frames` or `stop` is set.
 
     The model comes from the cache when the registry is down at start (EdgeError when there
-    is none). `health_port` None: no HTTP server; 0: a free port (see `EdgeRun.health_url`).
+    is none), unless the caller pulled it already (`pulled`). `health_port` None: no HTTP
+    server; 0: a free port (see `EdgeRun.health_url`).
     """
     hooks: list[FrameHook] = [display_hook()] if display else []
-    pulled = pull_champion(model.tracking_uri, model.model_name, model.cache_dir, model.alias)
+    if pulled is None:
+        pulled = pull_champion(model.tracking_uri, model.model_name, model.cache_dir, model.alias)
     stats = EdgeStats()
     metrics = EdgeMetrics(params.camera_id)
     outbox = open_outbox(outbox_path, params.outbox)

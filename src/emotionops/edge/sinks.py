@@ -11,7 +11,7 @@ The ingest contract (the API's `POST /ingest` implements exactly this)
 Request: `POST <EMOTIONOPS_INGEST_URL>` (the endpoint's full URL, e.g.
 `https://api.example/ingest`), headers `Authorization: Bearer <EMOTIONOPS_INGEST_TOKEN>`
 (none when no token is configured: local use only) and `Content-Type: application/json`,
-body `{"windows": [row, ...]}` with 1 to `edge.outbox.batch_size` (default 100) rows. Each
+body `{"windows": [row, ...]}` with 1 to `edge.outbox.windows_per_send` (default 100) rows. Each
 row has exactly these keys (aggregates only: never a frame, crop, box or embedding):
 
     camera_id        string, 1-64 characters
