@@ -21,7 +21,7 @@ FROM python:3.11-slim-bookworm
 # Debian's Chromium + chromedriver for the scrapers (Selenium); libgomp1 for TensorFlow/OpenCV.
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver libgomp1 \
     && rm -rf /var/lib/apt/lists/* && useradd --create-home --uid 50000 --gid 0 airflow \
-    && mkdir -p /opt/airflow /app/data && chown -R airflow:0 /opt/airflow /app/data
+    && mkdir -p /opt/airflow/logs /opt/airflow/auth /app/data && chown -R airflow:0 /opt/airflow /app/data
 COPY --from=build /app /app
 COPY dags /app/dags
 COPY plugins /app/plugins

@@ -153,6 +153,14 @@ def test_the_services_and_their_healthchecks(tmp_path: Path) -> None:
     assert services["airflow-worker"]["environment"]["AIRFLOW__CELERY__BROKER_URL"].startswith(
         "redis://:t3st-redis_password-value@redis:6379/"
     )
+    # Airflow's async engine: derived from a postgresql URL it would need asyncpg (not in the lock).
+    for name, service in airflow.items():
+        env = service["environment"]
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://"), name
+        assert (
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"]
+            == env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        ), name
     assert services["airflow-worker"]["command"][:2] == ["celery", "worker"]
     assert "celery" in " ".join(services["airflow-worker"]["healthcheck"]["test"])
     assert len({s["image"] for s in airflow.values()}) == 1
