@@ -26,6 +26,8 @@ COPY --from=build /app /app
 COPY dags /app/dags
 COPY plugins /app/plugins
 COPY dvc.yaml /app/
+# The project folder takes DVC's state (.dvc/, dvc.lock: `--no-scm`, no git in the image).
+RUN chown airflow:0 /app
 WORKDIR /app
 USER airflow
 ENV PATH=/app/.venv-airflow/bin:$PATH \
