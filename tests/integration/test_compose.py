@@ -257,3 +257,16 @@ def test_env_example_filled_in_brings_the_stack_up(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     redis = json.loads(result.stdout)["services"]["redis"]
     assert redis["environment"]["REDISCLI_AUTH"] == "filled-in-redis_password"  # comment dropped
+
+
+def test_no_container_gets_an_empty_variable(tmp_path: Path) -> None:
+    """An empty EMOTIONOPS_* value is an error (or a wrong value) in Settings: optional ones
+    are passed through unset (`NAME:` without a value), never defaulted to ""."""
+    config = _config(tmp_path, "edge", "demo")
+    empty = [
+        f"{name}.{key}"
+        for name, service in config["services"].items()
+        for key, value in (service.get("environment") or {}).items()
+        if value == ""
+    ]
+    assert not empty, empty
