@@ -325,6 +325,15 @@ class CeleryCluster:
             for s in self.services
         )
 
+    def task_log_tails(self, dag_id: str, run_id: str, lines: int = 15) -> str:
+        """The end of every task attempt log of a run (the workers write them here)."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        return "\n".join(
+            f"--- {log.relative_to(folder)}:\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            for log in sorted(folder.rglob("*.log"))
+        )
+
     def _airflow(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         self._popen(name, [str(self.airflow), *args], env=env)
 

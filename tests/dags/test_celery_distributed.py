@@ -6,12 +6,22 @@ workers, the run must succeed, and stopping the cluster must leave no process be
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from _celery_cluster import CeleryCluster
+from _project import free_port, make_tiny_project, wait_http
+
+REPO = Path(__file__).resolve().parents[2]
+INGEST = REPO / "dags" / "emotion_ingest.py"
+DVC_POOL = "emotionops_dvc"  # dags/emotion_ingest.py DVC_POOL
+DAY = "2026-11-20T00:00:00+00:00"
 
 pytestmark = [pytest.mark.dags, pytest.mark.distributed, pytest.mark.integration]
 
@@ -55,7 +65,7 @@ def _wait_for_dag(cluster: CeleryCluster, dag_id: str, timeout_s: float = 180) -
 
 def run_distributed(
     tmp_path: Path, dags_folder: Path, dag_id: str, mapped_task: str, env: dict[str, str],
-    conf: dict | None = None, timeout_s: float = 600,
+    timeout_s: float = 600, pools: tuple[str, ...] = (), logical_date: str | None = None,
 ) -> dict:  # fmt: skip
     """Start the cluster, trigger dag_id, wait for it, stop everything; return the facts."""
     started = time.monotonic()
@@ -65,8 +75,10 @@ def run_distributed(
         with cluster:
             up = time.monotonic()
             _wait_for_dag(cluster, dag_id)
+            for pool in pools:
+                cluster.cli("pools", "set", pool, "1", "one slot")
             cluster.cli("dags", "trigger", dag_id, "--run-id", run_id,
-                        *(["--conf", json.dumps(conf)] if conf else []))  # fmt: skip
+                        *(["--logical-date", logical_date] if logical_date else []))  # fmt: skip
             state = _wait_for_run(cluster, dag_id, run_id, timeout_s)
             tis = cluster.sql(
                 "select task_id, map_index, state, hostname from task_instance"
@@ -76,6 +88,8 @@ def run_distributed(
             ran = time.monotonic()
             running = cluster.processes()  # the scan that proves nothing is left, seen working
             tails = cluster.log_tails()
+            if state != "success":
+                tails = cluster.task_log_tails(dag_id, run_id) + "\n" + tails
         left = cluster.leftover_processes()
         facts = {
             "state": state,
@@ -114,5 +128,54 @@ def test_mapped_tasks_spread_over_two_celery_workers(tmp_path: Path) -> None:
     assert hosts == {"w1", "w2"}, f"mapped tasks ran on {hosts}: {mapped}"
     # Each worker runs a pool child beside its main process: the leftover scan sees children.
     assert len(facts["running"]) > facts["services"], facts["running"]
+    assert facts["killed"] == [], f"needed SIGKILL to stop: {facts['killed']}"
+    assert facts["left"] == [], f"processes outlived the cluster: {facts['left']}"
+
+
+@pytest.mark.skipif(not INGEST.exists(), reason="dags/emotion_ingest.py not in this tree yet")
+def test_ingest_dag_scrapes_labels_on_both_celery_workers(tmp_path: Path, ml_venv: Path) -> None:
+    """The real ingest DAG on the tiny configuration (the local search stand-in, a SQLite
+    warehouse in the project, a local DVC remote), its tasks run by two Celery workers."""
+    project = make_tiny_project(tmp_path / "project")
+    cli = os.environ.get("EMOTIONOPS_CLI") or str(ml_venv / "bin" / "emotionops")
+    port = free_port()
+    standin = subprocess.Popen(
+        [cli, "standin", "serve", "--port", str(port)],
+        env={**os.environ, "EMOTIONOPS_PROJECT_DIR": str(project)}, cwd=project,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", timeout_s=60)
+        dags = tmp_path / "dags"
+        dags.mkdir()
+        shutil.copy(INGEST, dags)  # the ingest DAG alone: no retrain run on its asset
+        env = {
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "EMOTIONOPS_CLI": cli,
+            "EMOTIONOPS_PROJECT_DIR": str(project),
+            "EMOTIONOPS_SEARCH_URL": f"http://127.0.0.1:{port}",
+            "EMOTIONOPS_DOWNLOAD_ALLOW_HOSTS": '["127.0.0.1"]',
+            "EMOTIONOPS_DAG_RETRY_DELAY_S": "0",
+        }
+        facts = run_distributed(
+            tmp_path, dags, "emotion_ingest", "scrape", env, timeout_s=900, pools=(DVC_POOL,),
+            logical_date=DAY,  # a run with a data interval, as the daily schedule makes
+        )  # fmt: skip
+    finally:
+        os.killpg(standin.pid, 15)
+        standin.wait(timeout=30)
+
+    assert facts["state"] == "success", f"{facts['tis']}\n{facts['tails']}"
+    mapped = facts["mapped"]
+    assert [m[1] for m in mapped] == [0, 1, 2, 3] and {m[2] for m in mapped} == {"success"}
+    hosts = {m[3].split("@")[0] for m in mapped}
+    assert hosts == {"w1", "w2"}, f"scrape tasks ran on {hosts}: {mapped}"
+    assert {t[3].split("@")[0] for t in facts["tis"]} <= {"w1", "w2"}, facts["tis"]
+    with sqlite3.connect(project / "data" / "warehouse.db") as db:
+        urls, images, versions = (
+            db.execute(f"select count(*) from {t}").fetchone()[0]
+            for t in ("image_url", "image", "dataset_version")
+        )
+    assert urls >= 8 and images >= 8 and versions == 1, (urls, images, versions)
     assert facts["killed"] == [], f"needed SIGKILL to stop: {facts['killed']}"
     assert facts["left"] == [], f"processes outlived the cluster: {facts['left']}"
