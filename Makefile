@@ -83,7 +83,7 @@ $(AIRFLOW_VENV)/.installed: requirements/airflow.lock | uv
 	@touch $@
 
 .PHONY: system-packages
-system-packages: ## Install Debian's chromium + chromium-driver and postgresql when missing
+system-packages: ## Install Debian's chromium + chromium-driver, postgresql and redis-server when missing
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "installing chromium and chromium-driver (Debian packages)"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
@@ -97,8 +97,15 @@ system-packages: ## Install Debian's chromium + chromium-driver and postgresql w
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
 	  || { echo "could not install postgresql: run 'sudo apt-get install postgresql'"; exit 1; }; \
 	fi
+	@# Redis server: the Celery broker of the distributed DAG test (tests/_celery_cluster.py).
+	@if ! command -v redis-server >/dev/null; then \
+	  echo "installing redis-server (Debian package)"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null \
+	  || { echo "could not install redis-server: run 'sudo apt-get install redis-server'"; exit 1; }; \
+	fi
 
-setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(BLAZEFACE)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed $(EDGE_VENV)/share/blazeface/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, install chromium and postgresql (idempotent)
+setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(BLAZEFACE)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed $(EDGE_VENV)/share/blazeface/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, install chromium, postgresql and redis-server (idempotent)
 
 lock: | uv ## Re-resolve the lock files from requirements/*.in
 	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in --override requirements/overrides.txt -o requirements/ml.lock
@@ -128,7 +135,7 @@ test-unit: setup ## Fast unit tests only (tests/unit)
 test-integration: setup ## Integration and end-to-end tests (real MLflow, Chromium, PostgreSQL, DVC)
 	$(VENV)/bin/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-test-dags: setup ## DAG tests in the Airflow environment (DagBag integrity, dag.test() runs)
+test-dags: setup ## DAG tests in the Airflow environment (DagBag integrity, dag.test() runs, CeleryExecutor run)
 	EMOTIONOPS_CLI=$(CURDIR)/$(VENV)/bin/emotionops EMOTIONOPS_ML_VENV=$(CURDIR)/$(VENV) \
 	  $(AIRFLOW_VENV)/bin/pytest -m dags tests/dags $(PYTEST_ARGS)
 
