@@ -14,9 +14,10 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 CLI = os.environ.get("EMOTIONOPS_CLI", "emotionops")
 EMOTION_DATASET = Asset(name="emotion_dataset", uri="file:///emotionops/data/split.csv")
 EMOTION_MODEL = Asset(name="emotion_model", uri="mlflow:///emotion-classifier@champion")
-#: The run's date: the start of its data interval; partitions scrape/download outputs and
-#: warehouse rows. Asset-triggered runs may have no data interval: their run_after stands in.
-RUN_DATE = "{{ (data_interval_start or dag_run.run_after) | ds }}"
+#: The run's date: the end of its data interval (the day a daily run collects; a cron-trigger
+#: or manual run's logical date); partitions scrape/download outputs and warehouse rows.
+#: Asset-triggered runs may have no data interval: their run_after stands in.
+RUN_DATE = "{{ (data_interval_end or dag_run.run_after) | ds }}"
 # Orchestration knobs (how Airflow retries its own tasks); tests shorten the delay.
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("EMOTIONOPS_DAG_RETRY_DELAY_S", "120")))
 
@@ -112,17 +113,16 @@ with DAG(
     canary = cli_task("canary", "canary", timeout_min=10)
     label_set = labels()
     canary >> label_set
+    # One task instance per label; the label reaches the command through its environment
+    # (values mapped from XCom are not templated, the partial's command is).
     scrape = BashOperator.partial(
         task_id="scrape",
-        env=task_env(),
+        bash_command=f'"{CLI}" scrape --label "$EMOTIONOPS_SCRAPE_LABEL" --run-date {RUN_DATE}',
         append_env=True,
         execution_timeout=timedelta(minutes=60),
         max_active_tis_per_dagrun=4,
-    ).expand(
-        bash_command=label_set.map(
-            lambda label: f'"{CLI}" scrape --label {label} --run-date {RUN_DATE}'
-        )
-    )
+        map_index_template="{{ task.env['EMOTIONOPS_SCRAPE_LABEL'] }}",
+    ).expand(env=label_set.map(lambda label: {"EMOTIONOPS_SCRAPE_LABEL": label}))
     validate_urls = cli_task("validate_urls", f"validate urls --run-date {RUN_DATE}", 10)
     load_urls = cli_task("load_urls", f"warehouse load-urls --run-date {RUN_DATE}", 10)
     download = cli_task("download", f"download --run-date {RUN_DATE}", 60)

@@ -14,9 +14,10 @@ from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, t
 CLI = os.environ.get("EMOTIONOPS_CLI", "emotionops")
 EMOTION_DATASET = Asset(name="emotion_dataset", uri="file:///emotionops/data/split.csv")
 EMOTION_MODEL = Asset(name="emotion_model", uri="mlflow:///emotion-classifier@champion")
-#: The run's date: the start of its data interval; partitions scrape/download outputs and
-#: warehouse rows. Asset-triggered runs may have no data interval: their run_after stands in.
-RUN_DATE = "{{ (data_interval_start or dag_run.run_after) | ds }}"
+#: The run's date: the end of its data interval (the day a daily run collects; a cron-trigger
+#: or manual run's logical date); partitions scrape/download outputs and warehouse rows.
+#: Asset-triggered runs may have no data interval: their run_after stands in.
+RUN_DATE = "{{ (data_interval_end or dag_run.run_after) | ds }}"
 # Orchestration knobs (how Airflow retries its own tasks); tests shorten the delay.
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("EMOTIONOPS_DAG_RETRY_DELAY_S", "120")))
 

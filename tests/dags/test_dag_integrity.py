@@ -93,7 +93,7 @@ def test_cli_tasks_are_templated_with_the_run_date(dagbag) -> None:
     for dag_id, task_id in (("emotion_ingest", "download"), ("emotion_retrain", "train"),
                             ("emotion_ingest", "load_urls")):  # fmt: skip
         command = dagbag.dags[dag_id].get_task(task_id).bash_command
-        assert "--run-date {{ (data_interval_start or dag_run.run_after) | ds }}" in command
+        assert "--run-date {{ (data_interval_end or dag_run.run_after) | ds }}" in command
 
 
 def test_dag_files_parse_without_the_ml_libraries() -> None:
