@@ -207,9 +207,7 @@ def child(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model, tflite_dir = build_models(
-            Path(tmp), 48, ["happy", "sad", "surprise", "neutral"]
-        )
+        model, tflite_dir = build_models(Path(tmp), 48, ["happy", "sad", "surprise", "neutral"])
         for video in args.videos:
             v = Path(video)
             run_ours(v, tflite_dir, 5, threads)  # warm-up: imports, interpreters, first calls
