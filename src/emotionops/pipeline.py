@@ -552,7 +552,8 @@ def stage_promote(
         tracking_uri, settings.model_name, DataPaths(settings.data_path).faces, params.registry,
         engine, version, params.evaluate.predict_batch, once=once,
     )  # fmt: skip
-    load_promotions(engine, promotion.moves)
+    if promotion.moves:  # `once` on a version gated before: nothing moved, nothing to audit
+        load_promotions(engine, promotion.moves)
     return promotion
 
 

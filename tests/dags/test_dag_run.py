@@ -48,6 +48,11 @@ def _dead_port() -> int:
         return sock.getsockname()[1]  # nothing listens there once closed
 
 
+def _cli(ml_venv: Path) -> str:
+    # make test-dags sets EMOTIONOPS_CLI (a worktree may point it at its own sources)
+    return os.environ.get("EMOTIONOPS_CLI") or str(ml_venv / "bin" / "emotionops")
+
+
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, ml_venv: Path, airflow_db):
     root = tmp_path_factory.mktemp("dagrun")
@@ -62,8 +67,7 @@ def services(tmp_path_factory, ml_venv: Path, airflow_db):
                 "--artifacts-destination", str(store / "artifacts"),
                 "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
                {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
-        _serve([str(ml_venv / "bin" / "emotionops"), "standin", "serve",
-                "--port", str(standin_port)], env, project),
+        _serve([_cli(ml_venv), "standin", "serve", "--port", str(standin_port)], env, project),
     ]  # fmt: skip
     try:
         mlflow_url = f"http://127.0.0.1:{mlflow_port}"
@@ -80,8 +84,7 @@ def task_env(services, ml_venv: Path, monkeypatch):
     """The worker environment of every task; short retry delays (read at parse time)."""
     project, mlflow_url, standin_url = services
     for key, value in {
-        # make test-dags sets EMOTIONOPS_CLI (a worktree may point it at its own sources)
-        "EMOTIONOPS_CLI": os.environ.get("EMOTIONOPS_CLI") or str(ml_venv / "bin" / "emotionops"),
+        "EMOTIONOPS_CLI": _cli(ml_venv),
         "EMOTIONOPS_PROJECT_DIR": str(project),
         "EMOTIONOPS_MLFLOW_TRACKING_URI": mlflow_url,
         "EMOTIONOPS_MLFLOW_UI_URL": mlflow_url + "/",
@@ -142,11 +145,10 @@ def _versions(mlflow_url: str) -> int:
         return len(json.load(resp).get("model_versions", []))
 
 
-def _task_log(dag_id: str, task_id: str) -> str:
-    logs = Path(os.environ["AIRFLOW_HOME"]) / "logs" / f"dag_id={dag_id}"
-    return "\n".join(
-        p.read_text() for p in sorted(logs.rglob("*.log")) if f"task_id={task_id}" in str(p)
-    )
+def _run_log(capfd) -> str:
+    """What the run printed: dag.test() streams every task's log to the console."""
+    out, err = capfd.readouterr()
+    return " ".join((out + err).split())
 
 
 def _links(dag_id: str, run, task_id: str) -> dict[str, str]:
@@ -195,8 +197,10 @@ def test_ingest_then_retrain_end_to_end_and_again(task_env) -> None:
     assert trained["epoch_metric"] >= 1 and trained["confusion_cell"] >= 1, trained
     assert _alias(mlflow_url) == "1" and _versions(mlflow_url) == 1
     assert _asset_events("emotion_model") == 1
-    run_id = json.loads(next(t for t in run.get_task_instances() if t.task_id == "train")
-                        .xcom_pull(task_ids="train"))["run_id"]  # fmt: skip
+    pushed = next(t for t in run.get_task_instances() if t.task_id == "train").xcom_pull(
+        task_ids="train"
+    )  # the command's JSON line (decoded by the metadata database's XCom reader)
+    run_id = (json.loads(pushed) if isinstance(pushed, str) else pushed)["run_id"]
     train_links = _links("emotion_retrain", run, "train")
     assert train_links["MLflow run"] == f"{mlflow_url}/#/runs/{run_id}"
     promote_links = _links("emotion_retrain", run, "promote")
@@ -214,7 +218,7 @@ def test_ingest_then_retrain_end_to_end_and_again(task_env) -> None:
 
 
 def test_validation_failure_stops_before_the_load_and_names_the_data_docs(
-    task_env, monkeypatch
+    task_env, monkeypatch, capfd
 ) -> None:
     project, _ = task_env
     strict = project / "params-strict.yaml"
@@ -228,60 +232,65 @@ def test_validation_failure_stops_before_the_load_and_names_the_data_docs(
     dag = _dag("emotion_ingest").partial_subset(
         ["validate_urls", "load_urls"], include_upstream=False
     )
+    capfd.readouterr()
     run = dag.test(logical_date=DAY)
+    log = _run_log(capfd)
     states = _states(run)
     assert run.state == "failed" and states["validate_urls"] == "failed", states
     assert states["load_urls"] == "upstream_failed", states
     assert not (project / "strict.db").exists()  # nothing was loaded
-    log = _task_log("emotion_ingest", "validate_urls")
-    assert "Data Docs:" in log and "validations" in log and ".html" in log, log[-2000:]
+    assert "validation urls: FAILED" in log or "failed" in log.lower(), log[-3000:]
+    page = project / "data" / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations"
+    assert f"this run: {page}" in log and ".html" in log, log[-3000:]
 
 
-def test_warehouse_down_retries_then_fails_clearly(task_env, monkeypatch) -> None:
+def test_warehouse_down_retries_then_fails_clearly(task_env, monkeypatch, capfd) -> None:
     port = _dead_port()
     monkeypatch.setenv("EMOTIONOPS_WAREHOUSE_URL", f"postgresql+psycopg://u@127.0.0.1:{port}/w")
     dag = _dag("emotion_ingest").partial_subset(["load_urls"], include_upstream=False)
+    capfd.readouterr()
     run = dag.test(logical_date=DAY)
+    log = _run_log(capfd)
     ti = next(t for t in run.get_task_instances() if t.task_id == "load_urls")
     assert run.state == "failed" and ti.state == "failed"
     assert ti.try_number == 3  # two retries, then the failure
-    log = _task_log("emotion_ingest", "load_urls")
-    assert f"cannot connect to the warehouse at postgresql+psycopg://u@127.0.0.1:{port}" in (
-        " ".join(log.split())
-    ), log[-2000:]
+    line = f"error: cannot connect to the warehouse at postgresql+psycopg://u@127.0.0.1:{port}"
+    assert log.count(line) == 3, log[-3000:]  # every attempt says why
 
 
-def test_mlflow_down_retries_then_fails_clearly(task_env, monkeypatch) -> None:
+def test_mlflow_down_retries_then_fails_clearly(task_env, monkeypatch, capfd) -> None:
     port = _dead_port()
     monkeypatch.setenv("EMOTIONOPS_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     dag = _dag("emotion_retrain").partial_subset(["train"], include_upstream=False)
+    capfd.readouterr()
     run = dag.test(logical_date=datetime(2026, 11, 27, tzinfo=UTC))
+    log = _run_log(capfd)
     ti = next(t for t in run.get_task_instances() if t.task_id == "train")
     assert run.state == "failed" and ti.state == "failed" and ti.try_number == 3
-    log = " ".join(_task_log("emotion_retrain", "train").split())
-    assert f"127.0.0.1:{port}" in log and "Traceback" not in log.split("error:")[-1], log[-2000:]
+    line = f"error: MLflow tracking server at http://127.0.0.1:{port} is not reachable"
+    assert log.count(line) == 3, log[-3000:]  # every attempt says why
 
 
 def test_an_engine_that_yields_nothing_fails_the_run_at_the_canary(
-    task_env, ml_venv: Path, monkeypatch, tmp_path: Path
+    task_env, ml_venv: Path, monkeypatch, tmp_path: Path, capfd
 ) -> None:
     project, _ = task_env
     empty = tmp_path / "empty"
     for label in ("happy", "sad", "surprise", "neutral"):
         (empty / label).mkdir(parents=True)
     port = free_port()
-    proc = _serve([str(ml_venv / "bin" / "emotionops"), "standin", "serve", "--root",
+    proc = _serve([_cli(ml_venv), "standin", "serve", "--root",
                    str(empty), "--port", str(port)], {**os.environ}, project)  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{port}/", timeout_s=60)
         monkeypatch.setenv("EMOTIONOPS_SEARCH_URL", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("EMOTIONOPS_DAG_RETRY_DELAY_S", "0")
+        capfd.readouterr()
         run = _dag("emotion_ingest").test(logical_date=datetime(2026, 11, 22, tzinfo=UTC))
+        log = _run_log(capfd)
     finally:
         _stop([proc])
     states = _states(run)
     assert run.state == "failed" and states["canary"] == "failed", states
     assert all(s in ("upstream_failed", None) for k, s in states.items() if k != "canary"), states
-    log = " ".join(_task_log("emotion_ingest", "canary").split())
-    assert "canary" in log.lower() and ("result" in log or "found" in log), log[-2000:]
+    assert "canary 'local' query 'happy face': FAILED:" in log, log[-3000:]
     assert not (project / "data/manifests/run_date=2026-11-22").exists()
