@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -275,12 +276,13 @@ def test_an_engine_that_yields_nothing_fails_the_run_at_the_canary(
     task_env, ml_venv: Path, monkeypatch, tmp_path: Path, capfd
 ) -> None:
     project, _ = task_env
-    empty = tmp_path / "empty"
-    for label in ("happy", "sad", "surprise", "neutral"):
-        (empty / label).mkdir(parents=True)
+    # An engine that answers but yields nothing for the canary's query (the first query of the
+    # first label, "happy face"): a stand-in that holds only sad faces.
+    only_sad = tmp_path / "only-sad"
+    shutil.copytree(project / "data" / "standin" / "sad", only_sad / "sad")
     port = free_port()
     proc = _serve([_cli(ml_venv), "standin", "serve", "--root",
-                   str(empty), "--port", str(port)], {**os.environ}, project)  # fmt: skip
+                   str(only_sad), "--port", str(port)], {**os.environ}, project)  # fmt: skip
     try:
         wait_http(f"http://127.0.0.1:{port}/", timeout_s=60)
         monkeypatch.setenv("EMOTIONOPS_SEARCH_URL", f"http://127.0.0.1:{port}")
