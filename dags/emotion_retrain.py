@@ -68,8 +68,8 @@ DOC = """
    id (XCom; the task's *MLflow run* link). A retry or re-run of the same data interval on the
    same dataset version reuses that run instead of training again.
 2. **evaluate**: `emotionops evaluate --model runs:/<run id>` on the frozen test split.
-3. **register**: `emotionops registry register <run id>`: a new version, alias
-   `challenger` (a retry finds the version it made).
+3. **register**: `emotionops registry register --once <run id>`: a new version, alias
+   `challenger` (a retry or re-run finds the version it made).
 4. **promote**: `emotionops registry promote --once --version N`: the gate scores challenger
    and champion on the same test faces and moves `champion` only when every check passes
    (links: *MLflow run*, *Registered version*); a version gated before keeps its decision.
@@ -120,7 +120,7 @@ with DAG(
         do_xcom_push=True,
     )
     evaluate = cli_task("evaluate", f"evaluate --model runs:/{RUN_ID}", 30)
-    register = cli_task("register", f"registry register {RUN_ID}", 15)
+    register = cli_task("register", f"registry register --once {RUN_ID}", 15)
     promote = cli_task("promote", f"registry promote --once --version {VERSION}", 30)
     load_metrics = cli_task(
         "load_metrics", f"warehouse load-run {RUN_ID} --run-date {RUN_DATE}", 15

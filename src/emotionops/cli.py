@@ -734,13 +734,22 @@ def print_promotion(promotion, model_name: str) -> None:
 def registry_register(
     run_id: Annotated[str, typer.Argument(help="MLflow run id of an `emotionops train` run.")],
     tracking_uri: TrackingUri = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            help="A run registered before gets that version back instead of a new one (for "
+            "scheduled tasks that may run twice)."
+        ),
+    ] = False,
 ) -> None:
     """Register the run's model as a new version with alias `challenger`, tagged with its
     dataset version, git commit, label set and key metrics (then `registry promote`)."""
     from emotionops.registry import register
 
     settings, _, _ = _context()
-    version = register(_tracking_uri(settings, tracking_uri), settings.model_name, run_id)
+    version = register(
+        _tracking_uri(settings, tracking_uri), settings.model_name, run_id, once=once
+    )
     console.print(f"{settings.model_name} v{version.version} registered (alias challenger)")
     emit_result(run_id=run_id, model_name=settings.model_name, version=int(version.version))
 

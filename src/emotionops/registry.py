@@ -197,9 +197,11 @@ def register(
     model_name: str,
     run_id: str,
     on_move: Callable[[AliasMove], None] | None = None,
+    once: bool = False,
 ) -> ModelVersion:
     """Register the run's model as a new version of `model_name`, alias `challenger`, tagged
-    with what a reviewer needs: dataset version, git commit, label set and key metrics."""
+    with what a reviewer needs: dataset version, git commit, label set and key metrics.
+    `once`: a run registered before returns that version (a retried scheduler task)."""
     ensure_reachable(tracking_uri)
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -211,8 +213,8 @@ def register(
         raise RegistryError(f"no MLflow run {run_id!r} at {tracking_uri}: {exc.message}") from exc
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    # Idempotent: a retried task (or a second call) finds the version it made before.
-    existing = [
+    # once: a retried task finds the version it made before instead of adding one.
+    existing = once and [
         v
         for v in client.search_model_versions(f"name = '{model_name}'")
         if v.run_id == run_id or (v.tags or {}).get("run_id") == run_id
