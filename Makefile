@@ -18,7 +18,8 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
-	@echo "Layout: dags/ (wiring only), plugins/, scripts/ (local Airflow), bench/, tests/, and"
+	@echo "Layout: dags/ (wiring only: emotion_ingest -> asset emotion_dataset -> emotion_retrain),"
+	@echo "plugins/ (connection macros, MLflow/Data Docs links), scripts/ (local Airflow), bench/, tests/, and"
 	@echo "src/emotionops/ with one package per stage: acquire/ (scrape, urls, guard, download),"
 	@echo "clean/ (images, quality, faces), dataset/ (importers, split, dvc), validation/,"
 	@echo "warehouse/, training/, registry.py + gate.py, tracking.py, edge/ (camera, detect, track,"

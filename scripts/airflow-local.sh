@@ -46,6 +46,8 @@ PY
     if ((SECONDS > deadline)); then echo "Airflow not healthy after ${AIRFLOW_START_TIMEOUT:-180} s; see $LOG_FILE" >&2; stop; exit 2; fi
     sleep 1  # polling a server that has no readiness signal
   done
+  # emotion_ingest's version_data runs in this pool of one slot: DVC allows one writer.
+  "$AF_BIN/airflow" pools set emotionops_dvc 1 "DVC: one writer per project" >/dev/null
   echo "Airflow is up: $url"
   echo "  user admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
   echo "  stop it with: make airflow-stop"

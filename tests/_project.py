@@ -24,7 +24,7 @@ TINY_OVERRIDES = {
     "page_size": "4",
     "epochs": "1",
     "warmup_epochs": "0",
-    "batch_size": "8",
+    "train.batch_size": "8",  # edge.outbox has a batch_size too
     "demo_video_seconds": "4",
     "floor_macro_f1": "0",  # a few drawn faces and one epoch: no real model to hold to a floor
 }
@@ -33,9 +33,15 @@ TINY_OVERRIDES = {
 def tiny_params_text() -> str:
     """The repository's params.yaml with the TINY_OVERRIDES values (keeps its comments)."""
     text = (REPO / "params.yaml").read_text()
-    for key, value in TINY_OVERRIDES.items():
-        text, n = re.subn(rf"(?m)^(\s+{key}:\s*)[^\s#]+", rf"\g<1>{value}", text)
-        assert n == 1, f"params.yaml has no unique key {key}"
+    for dotted, value in TINY_OVERRIDES.items():
+        section, _, key = dotted.rpartition(".")
+        # `section.key`: the key inside that top-level section only
+        start = re.search(rf"(?m)^{section}:", text).end() if section else 0
+        end = re.search(r"(?m)^\S", text[start:]) if section else None
+        stop = start + end.start() if end else len(text)
+        part, n = re.subn(rf"(?m)^(\s+{key}:\s*)[^\s#]+", rf"\g<1>{value}", text[start:stop])
+        assert n == 1, f"params.yaml has no unique key {dotted}"
+        text = text[:start] + part + text[stop:]
     return text
 
 

@@ -92,6 +92,14 @@ def _context(run_date: str | None = None):
     return settings, params, run_date or today()
 
 
+def emit_result(**fields) -> None:
+    """The command's outcome as one JSON line on stdout, printed last: an Airflow
+    BashOperator pushes the last stdout line as its XCom (the plugin's extra links read it)."""
+    import json
+
+    typer.echo(json.dumps(fields, sort_keys=True))
+
+
 def _tracking_uri(settings, override: str | None) -> str:
     uri = override or settings.mlflow_tracking_uri
     if not uri:
@@ -151,6 +159,13 @@ SearchUrl = Annotated[
 def scrape(
     run_date: RunDate = None,
     search_url: SearchUrl = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="Scrape only this label, into its own manifest file (parallel label runs, "
+            "e.g. Airflow's mapped tasks). Default: every label, into urls.csv."
+        ),
+    ] = None,
 ) -> None:
     """Scrape full-size face image URLs per label (Selenium, headless Chromium) into the run's
     manifest; caps, delays and engines come from params.yaml (scrape:). Resumable."""
@@ -161,7 +176,7 @@ def scrape(
     url = search_url or settings.search_url
     if get_engine(params.scrape.engine, params.scrape.engines).needs_base_url and not url:
         raise EmotionOpsError("no search URL: pass --search-url or set EMOTIONOPS_SEARCH_URL")
-    out = stage_scrape(settings, params, run_date, url, progress=sys.stderr.isatty())
+    out = stage_scrape(settings, params, run_date, url, progress=sys.stderr.isatty(), label=label)
     console.print(f"manifest: {out}")
 
 
@@ -354,9 +369,12 @@ def validate(
     for report in reports:
         typer.echo(report.summary())
     typer.echo(f"Data Docs: {reports[0].data_docs}")
-    for page in (p for r in reports for p in r.pages):
+    pages = [str(p) for r in reports for p in r.pages]
+    for page in pages:
         typer.echo(f"  this run: {page}")
-    if not all(r.success for r in reports):
+    ok = all(r.success for r in reports)
+    emit_result(data_docs=str(reports[0].data_docs), pages=pages, success=ok)
+    if not ok:
         raise typer.Exit(1)
 
 
@@ -379,12 +397,20 @@ def train(
             "(data/mlflow) for this run instead of failing (`dvc repro` uses it)."
         ),
     ] = False,
+    run_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Tag the run with this key (e.g. a DAG id and data interval) and, when a "
+            "finished run with the same key exists on the same dataset version, reuse it "
+            "instead of training again (retries and re-runs of one interval)."
+        ),
+    ] = None,
 ) -> None:
     """Train on the current split (params.yaml train:), log everything to MLflow, register,
     and promote when better."""
     from contextlib import nullcontext
 
-    from emotionops.pipeline import stage_train
+    from emotionops.pipeline import find_training_run, stage_train
     from emotionops.tracking import tracking_server
 
     settings, params, run_date = _context(run_date)
@@ -395,6 +421,11 @@ def train(
         else tracking_server(None, settings.mlflow_store)
     )
     with server as started:
+        if run_key and (earlier := find_training_run(settings, _tracking_uri(settings, started),
+                                                     run_key)):  # fmt: skip
+            console.print(f"run {earlier}: already trained for {run_key!r} (reused)")
+            emit_result(run_id=earlier, model_name=settings.model_name, reused=True)
+            return
         result, promotion = stage_train(
             settings,
             params,
@@ -402,6 +433,7 @@ def train(
             run_date,
             register=register,
             export=export,
+            run_key=run_key,
         )
     summary = (
         f"run {result.run_id}: test accuracy {result.test_accuracy:.3f}, macro-F1 "
@@ -411,6 +443,13 @@ def train(
     console.print(summary)
     if promotion is not None:
         print_promotion(promotion, settings.model_name)
+    emit_result(
+        run_id=result.run_id,
+        reused=False,
+        model_name=settings.model_name,
+        version=None if promotion is None else promotion.version,
+        promoted=None if promotion is None else promotion.promoted,
+    )
 
 
 @app.command()
@@ -695,14 +734,24 @@ def print_promotion(promotion, model_name: str) -> None:
 def registry_register(
     run_id: Annotated[str, typer.Argument(help="MLflow run id of an `emotionops train` run.")],
     tracking_uri: TrackingUri = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            help="A run registered before gets that version back instead of a new one (for "
+            "scheduled tasks that may run twice)."
+        ),
+    ] = False,
 ) -> None:
     """Register the run's model as a new version with alias `challenger`, tagged with its
     dataset version, git commit, label set and key metrics (then `registry promote`)."""
     from emotionops.registry import register
 
     settings, _, _ = _context()
-    version = register(_tracking_uri(settings, tracking_uri), settings.model_name, run_id)
+    version = register(
+        _tracking_uri(settings, tracking_uri), settings.model_name, run_id, once=once
+    )
     console.print(f"{settings.model_name} v{version.version} registered (alias challenger)")
+    emit_result(run_id=run_id, model_name=settings.model_name, version=int(version.version))
 
 
 @registry_app.command("promote")
@@ -711,6 +760,13 @@ def registry_promote(
         int | None, typer.Option(min=1, help="Version to gate. Default: the challenger.")
     ] = None,
     tracking_uri: TrackingUri = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            help="A version gated before keeps its decision (no new audit row): for "
+            "scheduled tasks that may run twice."
+        ),
+    ] = False,
 ) -> None:
     """Score the version and the champion on the same frozen test faces, check its TFLite
     file on the edge runtime, and move `champion` only when every check of params.yaml
@@ -718,8 +774,16 @@ def registry_promote(
     from emotionops.pipeline import stage_promote
 
     settings, params, _ = _context()
-    promotion = stage_promote(settings, params, _tracking_uri(settings, tracking_uri), version)
+    promotion = stage_promote(
+        settings, params, _tracking_uri(settings, tracking_uri), version, once=once
+    )
     print_promotion(promotion, settings.model_name)
+    emit_result(
+        model_name=settings.model_name,
+        version=promotion.version,
+        promoted=promotion.promoted,
+        previous_version=promotion.previous_version,
+    )
 
 
 @registry_app.command("rollback")

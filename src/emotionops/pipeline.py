@@ -39,6 +39,11 @@ class DataPaths:
     def manifest(self, run_date: str) -> Path:
         return self.manifest_dir(run_date) / "urls.csv"
 
+    def label_manifest(self, run_date: str, label: str) -> Path:
+        """One label's manifest for the run (`emotionops scrape --label`): parallel label
+        scrapes each own a file, so none rewrites another's rows."""
+        return self.manifest_dir(run_date) / "labels" / f"{label}.csv"
+
     def url_rejects(self, run_date: str) -> Path:
         return self.manifest_dir(run_date) / "rejected.csv"
 
@@ -114,14 +119,28 @@ def stage_scrape(
     run_date: str,
     search_url: str | None,
     progress: bool = True,
+    label: str | None = None,
 ) -> Path:
-    """Scrape full-size image URLs per label into the run's manifest (resumable, capped)."""
+    """Scrape full-size image URLs per label into the run's manifest (resumable, capped).
+
+    With `label`, only that label, into its own file (DataPaths.label_manifest): label runs
+    can go in parallel (Airflow's mapped tasks) without racing on one manifest. The run cap
+    `max_per_run` is then shared evenly between the labels."""
     from emotionops.acquire.scrape.driver import scrape
 
     paths = DataPaths(settings.data_path)
-    queries = {label: params.queries_for(label) for label in params.labels}
-    out = paths.manifest(run_date)
     knobs = params.scrape
+    max_per_run = knobs.max_per_run
+    if label is None:
+        queries = {name: params.queries_for(name) for name in params.labels}
+        out = paths.manifest(run_date)
+    else:
+        if label not in params.labels:
+            raise EmotionOpsError(f"--label {label!r} is not one of the labels {params.labels}")
+        queries = {label: params.queries_for(label)}
+        out = paths.label_manifest(run_date, label)
+        if max_per_run is not None:
+            max_per_run = max(1, max_per_run // len(params.labels))
     scrape(
         queries,
         knobs.engine,
@@ -134,7 +153,7 @@ def stage_scrape(
         timeout_s=knobs.timeout_s,
         progress=progress,
         per_query=knobs.per_query,
-        max_per_run=knobs.max_per_run,
+        max_per_run=max_per_run,
         delay_s=knobs.delay_s,
         engines=knobs.engines,
     )
@@ -156,13 +175,29 @@ def clean_run_urls(
     exactly one record: there, or in the download records."""
     from emotionops.acquire.urls import clean_manifest
 
-    rows = read_records(paths.manifest(run_date), MANIFEST_REQUIRED)
+    rows = run_manifest_rows(paths, params.labels, run_date)
     if not rows:
         raise EmotionOpsError(
             f"no URL manifest for {run_date} at {paths.manifest(run_date)}: "
             "run `emotionops scrape` first"
         )
     return clean_manifest(rows, params.urls)
+
+
+def run_manifest_rows(paths: DataPaths, labels: list[str], run_date: str) -> list[dict]:
+    """The run's manifest rows: urls.csv (a whole-run scrape) with, for every label scraped on
+    its own (`scrape --label`), that label's file instead of its urls.csv rows. Labels come in
+    `labels` order, so cleanup (first URL wins a duplicate) gives the same result every time."""
+    whole = read_records(paths.manifest(run_date), MANIFEST_REQUIRED)
+    own = {
+        label: read_records(paths.label_manifest(run_date, label), MANIFEST_REQUIRED)
+        for label in labels
+        if paths.label_manifest(run_date, label).is_file()
+    }
+    rows = [r for r in whole if r["label"] not in own]
+    for label in labels:
+        rows += own.get(label, [])
+    return rows
 
 
 def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[int, int]:
@@ -431,15 +466,16 @@ def stage_train(
     run_date: str,
     register: bool = True,
     export: bool = False,
+    run_key: str | None = None,
 ):
     """Train on the current split, log to MLflow, register and gate; returns (result,
     promotion); promotion is None with `register=False` (DVC experiments never move the
     champion). `export` also writes data/model/ and data/metrics/train*.{json,csv} (the
-    DVC train stage's outputs and metrics)."""
+    DVC train stage's outputs and metrics). `run_key` tags the run (see find_training_run)."""
     from emotionops.dataset.dvc import dvc_output_hashes
     from emotionops.dataset.split import dataset_version_id
     from emotionops.registry import register_and_promote
-    from emotionops.training.train import train, write_history
+    from emotionops.training.train import RUN_KEY_TAG, train, write_history
     from emotionops.warehouse import load_run
 
     paths = DataPaths(settings.data_path)
@@ -458,6 +494,7 @@ def stage_train(
         model_name=settings.model_name,
         dvc_hashes=dvc_output_hashes(settings.project_dir),
         export_dir=paths.model_dir if export else None,
+        run_tags={RUN_KEY_TAG: run_key} if run_key else None,
     )
     if export:
         import json
@@ -485,20 +522,38 @@ def stage_train(
     return result, promotion
 
 
+def find_training_run(settings: Settings, tracking_uri: str, run_key: str) -> str | None:
+    """A finished training run tagged `run_key` on the current dataset version, else None
+    (`emotionops train --run-key`: one training run per scheduler data interval)."""
+    from emotionops.dataset.split import dataset_version_id
+    from emotionops.training.train import find_finished_run
+
+    paths = DataPaths(settings.data_path)
+    if not paths.split_csv.is_file():
+        return None
+    return find_finished_run(tracking_uri, run_key, dataset_version_id(paths.split_csv))
+
+
 def stage_promote(
-    settings: Settings, params: Params, tracking_uri: str, version: int | None = None
+    settings: Settings,
+    params: Params,
+    tracking_uri: str,
+    version: int | None = None,
+    once: bool = False,
 ):
     """Gate a registered version (default: the challenger) against the champion and move
-    `champion` when it passes; the decision also lands in the warehouse's audit table."""
+    `champion` when it passes; the decision also lands in the warehouse's audit table.
+    `once`: a version gated before keeps that decision (no new audit row, nothing moves)."""
     from emotionops.registry import promote
     from emotionops.warehouse import load_promotions
 
     engine = _warehouse(settings)
     promotion = promote(
         tracking_uri, settings.model_name, DataPaths(settings.data_path).faces, params.registry,
-        engine, version, params.evaluate.predict_batch,
+        engine, version, params.evaluate.predict_batch, once=once,
     )  # fmt: skip
-    load_promotions(engine, promotion.moves)
+    if promotion.moves:  # `once` on a version gated before: nothing moved, nothing to audit
+        load_promotions(engine, promotion.moves)
     return promotion
 
 

@@ -197,9 +197,11 @@ def register(
     model_name: str,
     run_id: str,
     on_move: Callable[[AliasMove], None] | None = None,
+    once: bool = False,
 ) -> ModelVersion:
     """Register the run's model as a new version of `model_name`, alias `challenger`, tagged
-    with what a reviewer needs: dataset version, git commit, label set and key metrics."""
+    with what a reviewer needs: dataset version, git commit, label set and key metrics.
+    `once`: a run registered before returns that version (a retried scheduler task)."""
     ensure_reachable(tracking_uri)
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -211,6 +213,14 @@ def register(
         raise RegistryError(f"no MLflow run {run_id!r} at {tracking_uri}: {exc.message}") from exc
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    # once: a retried task finds the version it made before instead of adding one.
+    existing = once and [
+        v
+        for v in client.search_model_versions(f"name = '{model_name}'")
+        if v.run_id == run_id or (v.tags or {}).get("run_id") == run_id
+    ]
+    if existing:
+        return min(existing, key=lambda v: int(v.version))
     models = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}'",
@@ -251,6 +261,7 @@ def promote(
     version: int | None = None,
     predict_batch: int = 256,
     on_move: Callable[[AliasMove], None] | None = None,
+    once: bool = False,
 ) -> Promotion:
     """Gate `version` (default: the `challenger`) against the current champion and move
     `champion` when it passes (emotionops.gate). Under the model's promotion lease in the
@@ -274,6 +285,15 @@ def promote(
                     f"{model_name} has no challenger: register a run first or pass --version"
                 )
             champion = _alias_version(client, model_name, CHAMPION)  # re-read under the lease
+            earlier = (challenger.tags or {}).get("gate")
+            if once and (earlier or (champion and champion.version == challenger.version)):
+                # A retried or re-run task: the earlier decision stands, nothing moves.
+                return Promotion(
+                    version=int(challenger.version),
+                    promoted=False,
+                    previous_version=int(champion.version) if champion is not None else None,
+                    reason=f"v{challenger.version} was gated before ({earlier or 'champion'})",
+                )
             if champion is not None and champion.version == challenger.version:
                 raise RegistryError(f"{model_name} v{challenger.version} is the champion already")
             decision = gate_decision(client, tracking_uri, challenger, champion, faces_root,

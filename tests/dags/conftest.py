@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+DVC_POOL = "emotionops_dvc"  # dags/emotion_ingest.py DVC_POOL
 _home = Path(tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.update(
     {
@@ -39,6 +40,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def airflow_db() -> Path:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    # emotion_ingest's version_data runs in this pool: DVC allows one writer per project.
+    subprocess.run([str(airflow), "pools", "set", DVC_POOL, "1", "DVC: one writer"],
+                   check=True, capture_output=True)  # fmt: skip
     return _home
 
 

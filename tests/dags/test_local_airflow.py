@@ -54,12 +54,14 @@ def test_make_airflow_serves_the_project_dags_and_stops_every_process(tmp_path: 
             f"{url}/auth/token",
             body={"username": "admin", "password": json.loads(passwords.read_text())["admin"]},
         )["access_token"]
-        wanted, dags = {"emotionops_pipeline", "emotionops_scrape_canary"}, set()
+        wanted, dags = {"emotion_ingest", "emotion_retrain"}, set()
         deadline = time.monotonic() + 120  # the DAG processor parses the folder after start
         while not wanted <= dags and time.monotonic() < deadline:
             dags = {d["dag_id"] for d in _api(f"{url}/api/v2/dags", token)["dags"]}
             time.sleep(1)  # polling a server that has no readiness signal for parsed DAGs
         assert wanted <= dags, dags
+        pool = _api(f"{url}/api/v2/pools/emotionops_dvc", token)  # DVC: one writer
+        assert pool["slots"] == 1, pool
         assert "Airflow is already running" in _script("start", home).stdout  # idempotent
         pgid = int((home / "standalone.pid").read_text())
     finally:

@@ -81,7 +81,7 @@ def test_the_dag_passes_the_resolved_url_to_every_cli_task(macros, monkeypatch) 
 
     monkeypatch.setenv("EMOTIONOPS_WAREHOUSE_CONN_ID", "oracle_default")
     _oracle_conn(monkeypatch, extra={"service_name": "FREEPDB1"})
-    dag = DagBag(dag_folder=str(DAGS)).dags["emotionops_pipeline"]
+    dag = DagBag(dag_folder=str(DAGS)).dags["emotion_ingest"]
     task = dag.get_task("load_urls")
     assert task.append_env is True
     rendered = task.render_template(task.env, {"macros": macros})
@@ -90,7 +90,7 @@ def test_the_dag_passes_the_resolved_url_to_every_cli_task(macros, monkeypatch) 
         "?service_name=FREEPDB1"
     }
     monkeypatch.delenv("EMOTIONOPS_WAREHOUSE_CONN_ID")
-    plain = DagBag(dag_folder=str(DAGS)).dags["emotionops_pipeline"].get_task("load_urls")
+    plain = DagBag(dag_folder=str(DAGS)).dags["emotion_ingest"].get_task("load_urls")
     assert plain.env is None  # no connection id: the worker's own EMOTIONOPS_WAREHOUSE_URL
 
 

@@ -792,6 +792,37 @@ def package(
 
 
 # The stage ------------------------------------------------------------------------------
+RUN_KEY_TAG = "emotionops.run_key"
+
+
+def find_finished_run(
+    tracking_uri: str, run_key: str, dataset_version: str, experiment: str = "emotionops"
+) -> str | None:
+    """The id of a finished run tagged with `run_key` on `dataset_version` (the oldest), else
+    None: lets a scheduler's retry or re-run of one data interval reuse its training run."""
+    from emotionops.tracking import TrackingError, ensure_reachable
+
+    try:
+        ensure_reachable(tracking_uri)
+    except TrackingError as exc:
+        raise TrainingError(str(exc)) from exc
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    key = run_key.replace("'", "")
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}' and "
+        f"tags.dataset_version = '{dataset_version}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
 def train(
     split_csv: Path,
     faces_root: Path,
@@ -805,8 +836,10 @@ def train(
     dvc_hashes: dict[str, str] | None = None,
     export_dir: Path | None = None,
     progress: bool = True,
+    run_tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train `params.model` on the split CSV and log everything to a new MLflow run.
+    """Train `params.model` on the split CSV and log everything to a new MLflow run
+    (`run_tags` are added to its tags).
 
     `model_name` is only recorded as a tag (the registry step registers the result); early
     stopping watches params.monitor with `patience` (default params.patience) epochs when a
@@ -840,6 +873,7 @@ def train(
         **{f"dvc.{path}": md5 for path, md5 in dvc_hashes.items()},
         **({"model_name": model_name} if model_name else {}),
         **({"git_commit": commit} if commit else {}),
+        **(run_tags or {}),
     }
     with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="emotionops-") as tmp:
         log_inputs(params, requested_precision, labels, prepared, model, patience, tags)
