@@ -24,7 +24,7 @@ TINY_OVERRIDES = {
     "page_size": "4",
     "epochs": "1",
     "warmup_epochs": "0",
-    "train.batch_size": "8",  # edge.outbox has a batch_size too
+    "train.batch_size": "8",
     "demo_video_seconds": "4",
     "floor_macro_f1": "0",  # a few drawn faces and one epoch: no real model to hold to a floor
 }
