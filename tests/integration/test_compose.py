@@ -192,6 +192,14 @@ def test_the_services_and_their_healthchecks(tmp_path: Path) -> None:
             assert dockerfile.is_file(), f"{name}: {dockerfile}"
 
 
+def test_airflow_init_migrates_and_creates_the_dvc_pool(tmp_path: Path) -> None:
+    """The ingest DAG's version_data task runs in pool emotionops_dvc (DVC: one writer)."""
+    init = _config(tmp_path)["services"]["airflow-init"]
+    script = " ".join(init["command"])
+    assert init["entrypoint"][:2] == ["bash", "-c"]
+    assert script.index("airflow db migrate") < script.index("airflow pools set emotionops_dvc 1")
+
+
 def test_volumes_are_named(tmp_path: Path) -> None:
     config = _config(tmp_path, "edge", "demo")
     declared = set(config["volumes"])
