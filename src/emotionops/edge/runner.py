@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from emotionops.edge.detect import FaceDetector
 from emotionops.edge.metrics import EdgeMetrics, HealthServer
 from emotionops.edge.model import ModelWatcher, PulledModel, pull_champion
 from emotionops.edge.outbox import Sink, open_outbox
 from emotionops.edge.report import EmotionWindow
-from emotionops.edge.service import EdgeStats, FaceDetector, FrameHook, blurred_view, run_edge
+from emotionops.edge.service import EdgeStats, FrameHook, blurred_view, run_edge
 from emotionops.edge.track import Track
 from emotionops.errors import EmotionOpsError
 from emotionops.params import EdgeParams

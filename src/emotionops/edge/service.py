@@ -17,29 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 import cv2
 import numpy as np
 
-from emotionops.clean.faces import FaceBox, crop_face
+from emotionops.clean.faces import crop_face
 from emotionops.edge.camera import FrameSource, SourceStats, open_source
 from emotionops.edge.classifier import TfliteEmotionClassifier
+from emotionops.edge.detect import FaceDetector
 from emotionops.edge.model import EdgeError
 from emotionops.edge.report import EmotionWindow, WindowAggregator
 from emotionops.edge.track import FaceTracker, Track
 from emotionops.edge.zones import ExclusionZones
 from emotionops.params import EdgeParams
-
-
-class DetectedFace(Protocol):
-    box: FaceBox
-    score: float
-
-
-class FaceDetector(Protocol):
-    def detect(self, image: np.ndarray) -> list[DetectedFace]: ...
-
 
 ClassifierProvider = TfliteEmotionClassifier | Callable[[], TfliteEmotionClassifier]
 
