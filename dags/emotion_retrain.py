@@ -16,8 +16,12 @@ EMOTION_DATASET = Asset(name="emotion_dataset", uri="file:///emotionops/data/spl
 EMOTION_MODEL = Asset(name="emotion_model", uri="mlflow:///emotion-classifier@champion")
 #: The run's date: the end of its data interval (the day a daily run collects; a cron-trigger
 #: or manual run's logical date); partitions scrape/download outputs and warehouse rows.
-#: Asset-triggered runs may have no data interval: their run_after stands in.
-RUN_DATE = "{{ (data_interval_end or dag_run.run_after) | ds }}"
+#: Asset-triggered and manual runs may have no data interval (Airflow then leaves the name
+#: undefined, and undefined names raise): their run_after stands in.
+RUN_DATE = (
+    "{{ (data_interval_end if data_interval_end is defined and data_interval_end"
+    " else dag_run.run_after) | ds }}"
+)
 # Orchestration knobs (how Airflow retries its own tasks); tests shorten the delay.
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("EMOTIONOPS_DAG_RETRY_DELAY_S", "120")))
 
