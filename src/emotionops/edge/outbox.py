@@ -6,7 +6,7 @@ survives a kill and a power cut); a background sender drains the file in order, 
 and deletes rows only after the sink confirmed them. Delivery is at-least-once (a crash
 between the sink's commit and our delete re-sends that batch); every sink is an upsert on
 the window's key, so a re-delivery changes nothing and end to end each window is stored
-exactly once. stdlib only: the edge environment has no SQLAlchemy.
+exactly once. stdlib sqlite3 only: a local queue needs no ORM.
 
 The key is (camera_id, window_start, label, model_version), the warehouse's. Enqueueing a
 key again (a retried call, or the same source processed again) keeps ONE row:
@@ -29,6 +29,7 @@ OutboxCorrupt names where it is; the next open starts a new, empty outbox.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -42,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from emotionops.edge.report import EmotionWindow, as_utc
 from emotionops.errors import EmotionOpsError
 
 if TYPE_CHECKING:
@@ -52,17 +54,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 #: The warehouse's column lengths (emotion_event; a test keeps them equal).
 MAX_LENGTHS = {"camera_id": 64, "label": 32, "model_version": 16}
-ROW_FIELDS = (
-    "camera_id",
-    "window_start",
-    "window_seconds",
-    "label",
-    "count",
-    "mean_confidence",
-    "model_version",
-    "observations",
-    "distinct_tracks",
-)
+#: A row's fields: exactly the window's (the privacy contract lives in `EmotionWindow`).
+ROW_FIELDS = tuple(f.name for f in dataclasses.fields(EmotionWindow))
 _VALUE_COLUMNS = (
     "window_seconds",
     "count",
@@ -173,8 +166,7 @@ def utc_iso(moment: datetime | str) -> str:
             raise InvalidWindow(f"window window_start: {moment!r} is not ISO-8601") from None
     if not isinstance(moment, datetime):
         raise InvalidWindow(f"window window_start: {moment!r} is not a date-time")
-    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return utc.isoformat(timespec="microseconds")
+    return as_utc(moment).isoformat(timespec="microseconds")
 
 
 def window_row(window: Any) -> dict[str, Any]:
