@@ -189,6 +189,30 @@ def _rebuild_sqlite_table(conn: Connection, table: Table) -> list[str]:
     return [*added, f"emotion_event rebuilt with primary key ({key}), {copied} rows kept"]
 
 
+V5_TRAINING_RUN_COLUMNS = [
+    "labels",
+    "train_accuracy",
+    "train_loss",
+    "val_loss",
+    "test_loss",
+    "duration_s",
+    "key_params",
+]
+
+
+def _v5_dashboard(conn: Connection) -> list[str]:
+    """url_outcome, validation_result, training_run's dashboard columns, and an index on
+    emotion_event.window_start."""
+    changes = _create_missing(conn, [s.url_outcome, s.validation_result])
+    changes += _add_missing_columns(conn, s.training_run, V5_TRAINING_RUN_COLUMNS)
+    have = {i["name"].lower() for i in inspect(conn).get_indexes(s.emotion_event.name)}
+    for index in s.emotion_event.indexes:
+        if index.name.lower() not in have:
+            index.create(conn)
+            changes.append(f"index {index.name} created")
+    return changes
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "image_url, image, dataset_version, training_run, emotion_event", _v1_baseline),
     Migration(
@@ -201,6 +225,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         4,
         "emotion_event keyed by model_version too; observations, distinct_tracks",
         _v4_emotion_event_key,
+    ),
+    Migration(
+        5,
+        "url_outcome, validation_result; training_run dashboard columns; event time index",
+        _v5_dashboard,
     ),
 )
 LATEST = MIGRATIONS[-1].version

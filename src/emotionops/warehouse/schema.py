@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -131,6 +132,14 @@ training_run = Table(
     Column("test_macro_f1", Float),
     Column("git_commit", String(40)),
     Column("started_at", UtcDateTime()),
+    # Added by migration 5, for the dashboard's model page.
+    Column("labels", String(512), comment="JSON list, in the model's output order"),
+    Column("train_accuracy", Float, comment="last epoch"),
+    Column("train_loss", Float, comment="last epoch"),
+    Column("val_loss", Float, comment="last epoch"),
+    Column("test_loss", Float, comment="cross-entropy of the deployed model on test"),
+    Column("duration_s", Float, comment="training time (fit + distillation)"),
+    Column("key_params", String(2000), comment="JSON object of the recipe's main params"),
 )
 
 #: What `emotion_event.model_version` holds when the edge did not know its model's version.
@@ -158,6 +167,10 @@ emotion_event = Table(
     Column("observations", Integer, comment="labelled face-frames behind face_count"),
     Column("distinct_tracks", Integer, comment="faces tracked in the window, all labels"),
 )
+
+#: The dashboard's analytics page filters on a date range, often without a camera; the
+#: primary key starts with camera_id, so it cannot serve that (migration 5).
+Index("ix_emotion_event_start", emotion_event.c.window_start)
 
 # Version 2: a training run's reports and the promotion audit trail --------------------------
 
@@ -214,6 +227,39 @@ model_promotion = Table(
     Column("dataset_version", String(64)),
 )
 
+# Version 5: what each ingest run did, for the dashboard's data quality page ---------------
+
+#: One row per URL of a run's manifest: URL cleanup refused it (stage 'url_cleanup', with
+#: the rule that fired) or the downloader tried it (stage 'download': ok | rejected | failed).
+url_outcome = Table(
+    "url_outcome",
+    metadata,
+    Column("run_date", String(10), primary_key=True),
+    Column("url_sha256", String(64), primary_key=True),
+    Column("label", String(32)),
+    Column("stage", String(16), nullable=False, comment="url_cleanup | download"),
+    Column("status", String(16), nullable=False, comment="rejected | ok | failed"),
+    Column("rule", String(64), comment="the URL cleanup rule that refused it"),
+    Column("reason", String(512)),
+    Column("sha256", String(64), comment="sha256 of the downloaded bytes (image.sha256)"),
+    Column("path", String(512), comment="stored file, relative to the data folder"),
+    Column("bytes", Integer),
+)
+
+#: One row per (run date, suite): the latest Great Expectations result for that batch.
+validation_result = Table(
+    "validation_result",
+    metadata,
+    Column("run_date", String(10), primary_key=True),
+    Column("suite", String(128), primary_key=True),
+    Column("validated_at", UtcDateTime(), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("evaluated", Integer, comment="expectations evaluated"),
+    Column("failed", Integer, comment="expectations that failed"),
+    Column("n_rows", Integer, comment="rows in the validated batch"),
+    Column("docs_path", String(1024), comment="the result's Data Docs page, site-relative"),
+)
+
 # Coordination ---------------------------------------------------------------------------
 
 #: One row per model while a promotion holds its lease (emotionops.warehouse.lease): the
@@ -248,4 +294,6 @@ DATA_TABLES: tuple[Table, ...] = (
     confusion_cell,
     model_promotion,
     emotion_event,
+    url_outcome,
+    validation_result,
 )
