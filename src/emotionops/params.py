@@ -513,6 +513,16 @@ class ApiParams(_Section):
         return value
 
 
+class DashboardParams(_Section):
+    """The reporting dashboard (emotionops.dashboard). `max_rows` caps the analytics page's
+    (camera, bucket, label) rows: 20 cameras x 4 labels x 7 days of hours is 13,440; past the
+    cap the page asks for a shorter range or day buckets instead of shipping megabytes."""
+
+    max_rows: int = Field(50_000, ge=100, le=5_000_000)
+    default_bucket: str = Field("hour", pattern="^(hour|day)$")
+    default_range_days: int = Field(7, ge=1, le=3_660)
+
+
 DEMO_TRAIN = {
     "model": "small_cnn",
     "epochs": 15,
@@ -560,6 +570,7 @@ class Params(_Section):
     registry: RegistryParams = RegistryParams()
     edge: EdgeParams = EdgeParams()
     api: ApiParams = ApiParams()
+    dashboard: DashboardParams = DashboardParams()
     demo: DemoParams = DemoParams()
 
     @field_validator("labels")

@@ -1,0 +1,1 @@
+"""The reporting dashboard: pages, routes and the analytics data layer they read."""

@@ -1,0 +1,324 @@
+"""The emotion analytics page's data: label counts and tracks per camera and UTC hour/day.
+
+The queries are SQLAlchemy Core selects (`analytics_queries`), so one set runs on SQLite,
+PostgreSQL and Oracle; tests compile each with the Oracle dialect. The time bucket is a
+custom SQL element (`utc_bucket`) compiled per dialect, always in UTC: SQLite keeps UTC text,
+PostgreSQL truncates a timestamptz in UTC (not in the session's zone), Oracle TRUNCs the
+TIMESTAMP holding UTC. Bucket starts come back as aware UTC datetimes on every backend and
+leave `analytics_data` as ISO-8601 text, so the result is JSON as it is.
+
+Tracks: `distinct_tracks` is repeated on each label row of a (camera, window, model version),
+so it is taken once per (camera, window, model version) and then summed. A window with a hot
+swap has one row set per model version, and a person in view across the swap is one track of
+each model: the sum counts them once per model, exactly as `face_count` does, so the labels'
+faces of a bucket add up to its tracks and shares stay within 100 %. Taking the larger of the
+two versions instead would undercount windows where different people met each model; the
+warehouse holds no track ids to do better, and a swap touches one window per camera.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, Select, func, select
+from sqlalchemy.exc import CompileError, SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from emotionops.errors import EmotionOpsError
+from emotionops.warehouse.db import WarehouseError, first_line
+from emotionops.warehouse.migrations import LATEST, current_version
+from emotionops.warehouse.schema import UtcDateTime, emotion_event
+
+if TYPE_CHECKING:
+    from emotionops.params import DashboardParams
+
+BUCKETS = ("hour", "day")
+BUCKET_LENGTH = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+#: What the page tells the user to run when the warehouse holds no emotion events.
+FILL_HINT = (
+    "run `emotionops edge run` on a camera (or send windows to the API's /ingest) to fill it"
+)
+
+
+class AnalyticsError(EmotionOpsError, ValueError):
+    """A request the analytics page cannot answer as asked (bad bucket, range or camera)."""
+
+
+class TooManyRows(AnalyticsError):
+    """The request would return more rows than `dashboard.max_rows`."""
+
+
+# The UTC time bucket ---------------------------------------------------------------------
+
+
+class utc_bucket(FunctionElement[datetime]):
+    """The start of the UTC hour or day holding a UtcDateTime expression, as a UtcDateTime.
+
+    Subclasses fix the unit, so the unit is part of SQLAlchemy's statement cache key. The
+    unit is rendered as a literal, never a bind: PostgreSQL accepts `GROUP BY <expr>` for a
+    selected `<expr>` only when both are spelled the same, binds included.
+    """
+
+    type = UtcDateTime(key=True)
+    inherit_cache = True
+    unit = ""
+
+
+class utc_hour(utc_bucket):
+    inherit_cache = True
+    unit = "hour"
+
+
+class utc_day(utc_bucket):
+    inherit_cache = True
+    unit = "day"
+
+
+def bucket_expression(column: Any, bucket: str) -> utc_bucket:
+    """`utc_hour(column)` or `utc_day(column)`."""
+    check_bucket(bucket)
+    return (utc_hour if bucket == "hour" else utc_day)(column)
+
+
+def _argument(element: utc_bucket) -> Any:
+    (arg,) = element.clauses.clauses
+    return arg
+
+
+@compiles(utc_bucket)
+def _bucket_default(element: utc_bucket, compiler: Any, **kw: Any) -> str:
+    raise CompileError(
+        f"no UTC {element.unit} bucket for the {compiler.dialect.name} dialect: the "
+        "warehouse runs on sqlite, postgresql and oracle"
+    )
+
+
+@compiles(utc_bucket, "sqlite")
+def _bucket_sqlite(element: utc_bucket, compiler: Any, **kw: Any) -> str:
+    # UtcDateTime stores 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC: a prefix is the bucket, far
+    # cheaper than strftime's parse of every row.
+    arg = compiler.process(_argument(element), **kw)
+    if element.unit == "hour":
+        return f"(substr({arg}, 1, 13) || ':00:00')"
+    return f"(substr({arg}, 1, 10) || ' 00:00:00')"
+
+
+@compiles(utc_bucket, "postgresql")
+def _bucket_postgresql(element: utc_bucket, compiler: Any, **kw: Any) -> str:
+    # timestamptz -> UTC wall time -> truncated -> timestamptz again (any server version).
+    arg = compiler.process(_argument(element), **kw)
+    return f"(date_trunc('{element.unit}', {arg} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+
+
+@compiles(utc_bucket, "oracle")
+def _bucket_oracle(element: utc_bucket, compiler: Any, **kw: Any) -> str:
+    # A key UtcDateTime is a TIMESTAMP holding UTC; WITH TIME ZONE ones go through UTC first.
+    arg_clause = _argument(element)
+    arg = compiler.process(arg_clause, **kw)
+    if isinstance(arg_clause.type, UtcDateTime) and not arg_clause.type.key:
+        arg = f"SYS_EXTRACT_UTC({arg})"
+    return f"TRUNC({arg}, '{'HH' if element.unit == 'hour' else 'DD'}')"
+
+
+# Queries -------------------------------------------------------------------------------
+
+
+def check_bucket(bucket: str) -> str:
+    if bucket not in BUCKETS:
+        raise AnalyticsError(f"bucket must be one of {list(BUCKETS)}, got {bucket!r}")
+    return bucket
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC (the warehouse's convention)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def analytics_queries(
+    camera: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: str = "hour",
+    limit: int | None = None,
+) -> dict[str, Select[Any]]:
+    """Every query the analytics page runs: `cameras` (each camera's first and last window),
+    `labels` (faces and observations per camera, bucket, label) and `tracks` (per camera and
+    bucket). The camera and the [start, end) range filter in SQL; `limit` caps the last two."""
+    e = emotion_event.c
+    where = []
+    if camera is not None:
+        where.append(e.camera_id == camera)
+    if start is not None:
+        where.append(e.window_start >= as_utc(start))
+    if end is not None:
+        where.append(e.window_start < as_utc(end))
+
+    b = bucket_expression(e.window_start, bucket)
+    labels = (
+        select(
+            e.camera_id,
+            b.label("bucket_start"),
+            e.label,
+            func.sum(e.face_count).label("faces"),
+            func.sum(e.observations).label("observations"),
+        )
+        .where(*where)
+        .group_by(e.camera_id, b, e.label)
+        .order_by(e.camera_id, b, e.label)
+    )
+    per_window = (
+        select(
+            e.camera_id,
+            e.window_start,
+            func.max(e.distinct_tracks).label("tracks"),  # the same on each label row
+        )
+        .where(*where)
+        .group_by(e.camera_id, e.window_start, e.model_version)
+        .subquery("per_window")
+    )
+    w = per_window.c
+    wb = bucket_expression(w.window_start, bucket)
+    tracks = (
+        select(w.camera_id, wb.label("bucket_start"), func.sum(w.tracks).label("tracks"))
+        .group_by(w.camera_id, wb)
+        .order_by(w.camera_id, wb)
+    )
+    if limit is not None:
+        labels, tracks = labels.limit(limit), tracks.limit(limit)
+    cameras = (
+        select(
+            e.camera_id,
+            func.min(e.window_start).label("first"),
+            func.max(e.window_start).label("last"),
+        )
+        .group_by(e.camera_id)
+        .order_by(e.camera_id)
+    )
+    return {"cameras": cameras, "labels": labels, "tracks": tracks}
+
+
+# The page's data --------------------------------------------------------------------------
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else as_utc(moment).isoformat()
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _day_start(moment: datetime) -> datetime:
+    return as_utc(moment).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def resolve_range(
+    first: datetime | None,
+    last: datetime | None,
+    start: datetime | None,
+    end: datetime | None,
+    default_days: int,
+) -> tuple[datetime | None, datetime | None]:
+    """The [start, end) applied: no end -> the end of the UTC day of the last window; no
+    start -> `default_days` whole UTC days before the end. Nothing to anchor on: (None, None)."""
+    start = None if start is None else as_utc(start)
+    end = None if end is None else as_utc(end)
+    if end is None and last is not None:
+        end = _day_start(last) + timedelta(days=1)
+    if start is None and end is not None:
+        start = _day_start(end - timedelta(microseconds=1)) - timedelta(days=default_days - 1)
+    if start is not None and end is not None and start >= end:
+        raise AnalyticsError(
+            f"the range is empty: start {_iso(start)} is not before end {_iso(end)}"
+        )
+    return start, end
+
+
+def analytics_data(
+    engine: Engine,
+    camera: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: str | None = None,
+    params: DashboardParams | None = None,
+) -> dict[str, Any]:
+    """The analytics page's data, JSON-ready (see the module docstring for tracks).
+
+    `start`/`end` are UTC ([start, end); naive means UTC); None: the last
+    `params.default_range_days` UTC days of data. `bucket` None: `params.default_bucket`.
+    Raises AnalyticsError for a bad request, TooManyRows past `params.max_rows`, and
+    WarehouseError when the warehouse is unreadable or its schema is older than this code.
+    """
+    from emotionops.params import DashboardParams
+
+    params = params or DashboardParams()
+    bucket = check_bucket(bucket or params.default_bucket)
+    version = current_version(engine)
+    if version < LATEST:
+        raise WarehouseError(
+            f"the warehouse schema is at version {version}, this code needs {LATEST}: run "
+            "`emotionops warehouse init`"
+        )
+    try:
+        with engine.connect() as conn:
+            cameras = conn.execute(analytics_queries()["cameras"]).all()
+            known = {c.camera_id: c for c in cameras}
+            if camera is not None and cameras and camera not in known:
+                raise AnalyticsError(
+                    f"no camera {camera!r} in the warehouse; it has {sorted(known)}"
+                )
+            scope = [known[camera]] if camera in known else cameras
+            first = min((c.first for c in scope), default=None)
+            last = max((c.last for c in scope), default=None)
+            applied = resolve_range(first, last, start, end, params.default_range_days)
+            rows: dict[str, list[Any]] = {"labels": [], "tracks": []}
+            if cameras:
+                queries = analytics_queries(camera, *applied, bucket, limit=params.max_rows + 1)
+                rows = {k: conn.execute(queries[k]).all() for k in ("labels", "tracks")}
+    except SQLAlchemyError as exc:
+        raise WarehouseError(f"reading the warehouse failed: {first_line(exc)}") from exc
+    if len(rows["labels"]) > params.max_rows:
+        span = f"{_iso(applied[0])} .. {_iso(applied[1])}"
+        raise TooManyRows(
+            f"{bucket} buckets for {camera or 'all cameras'} over {span} give more than "
+            f"{params.max_rows:,} rows (dashboard.max_rows): choose a shorter range, one "
+            "camera, or day buckets"
+        )
+    return {
+        "empty": not cameras,
+        "hint": FILL_HINT if not cameras else None,
+        "cameras": [
+            {"camera_id": c.camera_id, "first": _iso(c.first), "last": _iso(c.last)}
+            for c in cameras
+        ],
+        "camera": camera,
+        "bucket": bucket,
+        "range": {
+            "first": _iso(first),
+            "last": _iso(last),
+            "start": _iso(applied[0]),
+            "end": _iso(applied[1]),
+        },
+        "labels": sorted({r.label for r in rows["labels"]}),
+        "rows": [
+            {
+                "camera_id": r.camera_id,
+                "bucket_start": _iso(r.bucket_start),
+                "label": r.label,
+                "faces": int(r.faces),
+                "observations": _int(r.observations),
+            }
+            for r in rows["labels"]
+        ],
+        "tracks": [
+            {
+                "camera_id": r.camera_id,
+                "bucket_start": _iso(r.bucket_start),
+                "tracks": _int(r.tracks),
+            }
+            for r in rows["tracks"]
+        ],
+        "max_rows": params.max_rows,
+    }
