@@ -518,7 +518,7 @@ class DashboardParams(_Section):
     (camera, bucket, label) rows: 20 cameras x 4 labels x 7 days of hours is 13,440; past the
     cap the page asks for a shorter range or day buckets instead of shipping megabytes."""
 
-    max_rows: int = Field(50_000, ge=100, le=5_000_000)
+    max_rows: int = Field(50_000, ge=1, le=5_000_000)
     default_bucket: str = Field("hour", pattern="^(hour|day)$")
     default_range_days: int = Field(7, ge=1, le=3_660)
 
