@@ -158,6 +158,15 @@ def check_range_edges(engine) -> None:
     assert cells(same)[0] == labels | {("cam-a", H23, "happy"): (2, 5)}
     with pytest.raises(AnalyticsError, match="range is empty"):
         analytics_data(engine, start=end, end=start)
+    # a start after the data, no end: an empty week from there, not an error
+    later = analytics_data(engine, start=datetime(2026, 12, 10, 6, tzinfo=UTC))
+    assert later["rows"] == later["tracks"] == [] and later["empty"] is False
+    assert later["range"]["start"] == "2026-12-10T06:00:00+00:00"
+    assert later["range"]["end"] == "2026-12-17T00:00:00+00:00"
+    # only an end: the 7 UTC days before it
+    week = analytics_data(engine, end=datetime(2026, 12, 1, 23, 30, tzinfo=UTC))
+    assert week["range"]["start"] == "2026-11-25T00:00:00+00:00"
+    assert {r["bucket_start"] for r in week["rows"]} == {H22, H23}
 
 
 def check_row_cap(engine) -> None:

@@ -221,12 +221,15 @@ def resolve_range(
     end: datetime | None,
     default_days: int,
 ) -> tuple[datetime | None, datetime | None]:
-    """The [start, end) applied: no end -> the end of the UTC day of the last window; no
-    start -> `default_days` whole UTC days before the end. Nothing to anchor on: (None, None)."""
+    """The [start, end) applied: no end -> the end of the UTC day of the last window (or
+    `default_days` after a start later than that); no start -> `default_days` whole UTC days
+    before the end. Nothing to anchor on (no data, no bounds): (None, None)."""
     start = None if start is None else as_utc(start)
     end = None if end is None else as_utc(end)
     if end is None and last is not None:
         end = _day_start(last) + timedelta(days=1)
+        if start is not None and start >= end:  # a start after the data: an empty span
+            end = _day_start(start) + timedelta(days=default_days)
     if start is None and end is not None:
         start = _day_start(end - timedelta(microseconds=1)) - timedelta(days=default_days - 1)
     if start is not None and end is not None and start >= end:
