@@ -850,7 +850,7 @@ def user_error_line(exc: BaseException) -> str | None:
     Besides our own errors: files and folders that cannot be read or written (OSError names
     the path), and settings pydantic refused."""
     if isinstance(exc, EmotionOpsError):
-        return str(exc)
+        return "\n".join([str(exc), *getattr(exc, "__notes__", ())])
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"

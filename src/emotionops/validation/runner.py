@@ -111,5 +111,7 @@ def run_parts(
         result = checkpoint.run(batch_parameters={"dataframe": part.frame}, run_id=run_id)
         for result_id, suite_result in result.run_results.items():
             order = [str(e.id) for e in suite.expectations]
-            collected.add(part.suite, suite_result, order, docs_page(ctx, result_id))
+            collected.add(
+                part.suite, suite_result, order, docs_page(ctx, result_id), len(part.frame)
+            )
     return collected.report(len(parts[0].frame), docs_page(ctx), run_name)
