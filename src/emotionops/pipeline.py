@@ -24,6 +24,7 @@ from emotionops.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class DataPaths:
     """Where each stage keeps its files (all under the data folder)."""
@@ -127,7 +128,7 @@ def require_recorded(settings: Settings, reports: list, run_date: str, what: str
     except ValidationFailed as failure:
         try:
             load_validation_results(_warehouse(settings), reports, run_date)
-        except Exception as exc:  # noqa: BLE001 - anything: it must not replace `failure`
+        except Exception as exc:
             note = f"(the validation result was not recorded in the warehouse: {exc})"
             log.warning("%s %s", what, note)
             failure.add_note(note)

@@ -59,9 +59,7 @@ def test_metrics_and_flip_consistency_of_a_known_predictor() -> None:
 
 def test_cross_entropy_is_clipped_and_renormalised_over_the_scored_columns() -> None:
     probs = np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])
-    assert cross_entropy(probs, np.array([0, 1])) == pytest.approx(
-        -(np.log(0.5) + np.log(0.8)) / 2
-    )
+    assert cross_entropy(probs, np.array([0, 1])) == pytest.approx(-(np.log(0.5) + np.log(0.8)) / 2)
     # A zero probability on the true class: finite (clipped), not inf.
     assert cross_entropy(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-np.log(EPSILON))
     # Columns that do not sum to 1 (a subset of a wider model's outputs) are renormalised.

@@ -254,7 +254,9 @@ def clean_manifest(
             )
             continue
         if verdict.url in seen:
-            rejected.append({**out, "url_sha256": key, "reason": "duplicate url", "rule": "duplicate"})
+            rejected.append(
+                {**out, "url_sha256": key, "reason": "duplicate url", "rule": "duplicate"}
+            )
             continue
         seen.add(verdict.url)
         kept.append({**out, "image_url": verdict.url, "url_sha256": key})

@@ -304,7 +304,9 @@ def load_url_outcomes(
     """A run's URL cleanup rejects and download records -> url_outcome (see
     url_outcome_rows), upserted on (run_date, url_sha256): a re-run updates in place. An
     empty run (no manifest: imported data only) writes nothing."""
-    rows = check_rows(url_outcome, url_outcome_rows(run_date, rejected, downloads), allow_empty=True)
+    rows = check_rows(
+        url_outcome, url_outcome_rows(run_date, rejected, downloads), allow_empty=True
+    )
     if not rows:
         return 0
     return write_tables(engine, [(url_outcome, rows)], batch_size)[url_outcome.name]
