@@ -18,6 +18,7 @@ import pandas as pd
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from emotionops.validation.docs_offline import AssetSources, make_offline
 from emotionops.validation.report import ValidationReport, _Collector
 
 DATASOURCE = "emotionops"
@@ -74,9 +75,15 @@ def docs_page(ctx, resource_identifier=None) -> Path:
 
 
 def run_parts(
-    project_root: Path, name: str, parts: Sequence[Part], run_name: str, examples: int
+    project_root: Path,
+    name: str,
+    parts: Sequence[Part],
+    run_name: str,
+    examples: int,
+    assets: AssetSources,
 ) -> ValidationReport:
-    """Run each part's checkpoint (which also updates Data Docs) and collect one report."""
+    """Run each part's checkpoint (which also updates Data Docs), make the site render
+    offline with local copies of its CDN assets (`assets`), and collect one report."""
     ctx = file_context(project_root)
     collected = _Collector(name, examples)
     run_id = RunIdentifier(run_name=run_name)
@@ -112,4 +119,6 @@ def run_parts(
         for result_id, suite_result in result.run_results.items():
             order = [str(e.id) for e in suite.expectations]
             collected.add(part.suite, suite_result, order, docs_page(ctx, result_id))
-    return collected.report(len(parts[0].frame), docs_page(ctx), run_name)
+    index = docs_page(ctx)
+    make_offline(index.parent, assets)  # every page, also those of earlier builds
+    return collected.report(len(parts[0].frame), index, run_name)
