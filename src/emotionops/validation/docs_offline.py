@@ -126,6 +126,8 @@ _URL_ATTR = re.compile(r"""\b(src|href)\s*=\s*(["'])(https?://[^"']*|//[^"']*)\2
 #: Subresource integrity and CORS mode: a local copy of another version has another hash,
 #: and `crossorigin` on a file:// page makes Chromium refuse the script.
 _SRI = re.compile(r"""\s+(?:integrity|crossorigin)(?:\s*=\s*(["'])[^"']*\1)?""", re.I)
+#: A reference to the site's own static/ folder, at whatever depth GX wrote it.
+_STATIC = re.compile(r"""\b(src|href)\s*=\s*(["'])(?:\./|(?:\.\./)+)?static/""", re.I)
 _CSS_URL = re.compile(r"""url\(\s*(["']?)(https?://[^"')\s]+|//[^"')\s]+)\1\s*\)""", re.I)
 
 
@@ -189,8 +191,8 @@ def rewrite_page(
     def tag(match: re.Match[str]) -> str:
         text = match.group(0)
         attr = _URL_ATTR.search(text)
-        if attr is None:
-            return text
+        if attr is None:  # GX's favicon on result pages is one folder short: fix the depth
+            return _STATIC.sub(lambda m: f"{m.group(1)}={m.group(2)}{up}static/", text)
         path = _lookup(attr.group(3), local, prefixes)
         if path is None:
             unknown.append(attr.group(3))
