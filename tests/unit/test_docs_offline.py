@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
+from emotionops.settings import Settings
+from emotionops.validation import docs_assets
 from emotionops.validation.docs_offline import (
     ASSETS,
     OFFLINE_DIR,
@@ -135,3 +139,15 @@ def test_the_asset_table_covers_every_resource_gx_templates_load() -> None:
     assert re.search(r'static_images_dir = "https://great-expectations-web-assets', navbar)
     known = {a.url for a in ASSETS}
     assert sorted(loaded - known) == []
+
+
+def test_asset_folders_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("EMOTIONOPS_")]:
+        monkeypatch.delenv(key)
+    default = docs_assets(Settings(_env_file=None, project_dir=tmp_path))
+    assert default.system_javascript == Path("/usr/share/javascript")
+    assert default.bundled == Path(sys.prefix) / "share" / "data-docs-assets"  # the Makefile's
+    monkeypatch.setenv("EMOTIONOPS_DATA_DOCS_ASSETS_DIR", "assets")
+    monkeypatch.setenv("EMOTIONOPS_SYSTEM_JAVASCRIPT_DIR", "/opt/js")
+    chosen = docs_assets(Settings(_env_file=None, project_dir=tmp_path))
+    assert chosen == AssetSources(Path("/opt/js"), tmp_path / "assets")

@@ -67,10 +67,15 @@ def data_docs_site(settings: Settings) -> Path:
 
 
 def docs_assets(settings: Settings) -> AssetSources:
-    """Where the local copies of the Data Docs' CDN assets are read from (docs_offline)."""
+    """Where the local copies of the Data Docs' CDN assets are read from (docs_offline);
+    relative folders are taken from the project directory, like data_dir."""
     from emotionops.validation.docs_offline import asset_sources
 
-    return asset_sources(settings.system_javascript_dir, settings.data_docs_assets_dir)
+    bundled = settings.data_docs_assets_dir
+    return asset_sources(
+        settings.project_dir / settings.system_javascript_dir,
+        settings.project_dir / bundled if bundled else None,
+    )
 
 
 def _run_name(name: str, run_date: str | None) -> str:
