@@ -225,12 +225,14 @@ def make_offline(site: Path, sources: AssetSources) -> OfflineResult:
     local: dict[str, str] = {}
     prefixes: dict[str, str] = {}
     missing: list[str] = []
+    absent: list[str] = []  # their URLs (prefixes included)
     copied = 0
     for asset in ASSETS:
         path, n, problem = _place(asset, sources, site)
         copied += n
         if path is None:
             missing.append(f"{asset.url}: {problem}")
+            absent.append(asset.url)
         else:
             (prefixes if asset.prefix else local)[asset.url] = path
     rewritten = 0
@@ -243,15 +245,17 @@ def make_offline(site: Path, sources: AssetSources) -> OfflineResult:
         depth = len(page.relative_to(site).parts) - 1
         after, left = rewrite_page(before, depth, local, prefixes)
         unknown.update(left)
-        if after != before:
-            page.write_text(after, encoding="utf-8")
+        if after != before:  # replaced whole: a reader never sees half a page
+            partial = page.with_name(page.name + ".offline-tmp")
+            partial.write_text(after, encoding="utf-8")
+            partial.replace(page)
             rewritten += 1
     if missing:
         log.warning(
             "Data Docs at %s still load %d asset(s) from the internet:\n  %s",
             site, len(missing), "\n  ".join(missing),
         )  # fmt: skip
-    unexpected = sorted(unknown - {m.split(": ", 1)[0] for m in missing})
+    unexpected = sorted(u for u in unknown if not u.startswith(tuple(absent)))
     if unexpected:
         log.warning(
             "Data Docs at %s load external resources no local copy is known for (a GX upgrade "
