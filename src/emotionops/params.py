@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -513,6 +513,16 @@ class ApiParams(_Section):
         return value
 
 
+class DashboardParams(_Section):
+    """The reporting dashboard (emotionops.dashboard): the API's /dashboard pages and the
+    static report of `emotionops report build`."""
+
+    max_runs: int = Field(200, ge=1, le=1_000)  # newest runs on the Models page (Oracle IN cap)
+    samples_per_group: int = Field(12, ge=0, le=200)
+    thumbnail_side: int = Field(96, ge=16, le=512)
+    default_bucket: Literal["hour", "day"] = "day"
+
+
 DEMO_TRAIN = {
     "model": "small_cnn",
     "epochs": 15,
@@ -560,6 +570,7 @@ class Params(_Section):
     registry: RegistryParams = RegistryParams()
     edge: EdgeParams = EdgeParams()
     api: ApiParams = ApiParams()
+    dashboard: DashboardParams = DashboardParams()
     demo: DemoParams = DemoParams()
 
     @field_validator("labels")

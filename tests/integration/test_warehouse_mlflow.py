@@ -208,7 +208,9 @@ def test_load_run_copies_metrics_and_audit_trail_idempotently(
         "precision": "float32", "partners": ["fer"], "learning_rate": RECIPE.learning_rate,
         "flip_average": True,
     }  # fmt: skip
-    assert recipe["augment"] == RECIPE.augment.model_dump()
+    assert {k: recipe[f"augment.{k}"] for k in RECIPE.augment.model_dump()} == (
+        RECIPE.augment.model_dump()
+    )
     (other,) = _rows(engine, training_run, worse.run_id)
     assert (other.model_version, other.promoted) == ("2", False)
     assert other.duration_s == pytest.approx(30.0)  # no distillation: fit time alone

@@ -91,7 +91,7 @@ def parse_confusion_csv(text: str, labels: list[str]) -> list[dict[str, Any]]:
 
 
 #: training_run.key_params: the recipe at a glance (param name as logged -> key shown).
-#: Everything else the run logged stays in MLflow; augment.* is grouped under "augment".
+#: Everything else the run logged stays in MLflow; augment.* params follow, flat.
 KEY_PARAMS = (
     ("model", "model"),
     ("image_size", "image_size"),
@@ -128,21 +128,20 @@ def _param_value(text: str) -> Any:
 
 
 def key_params(params: dict[str, str]) -> str | None:
-    """The recipe's main params as a JSON object (training_run.key_params), in KEY_PARAMS
-    order, then augment.* as one object; under the column's 2000 characters (the augment
-    group goes first, then the last params, should values be long). None when the run
-    logged none of them."""
+    """The recipe's main params as a flat JSON object (training_run.key_params): KEY_PARAMS
+    in order, then the augment.* params under their logged names (flat, so any table can
+    show each as a row). Under the column's 2000 characters: should values be long, the
+    augment.* params go first, then the last params. None when none of them was logged."""
     picked = {key: _param_value(params[name]) for name, key in KEY_PARAMS if name in params}
-    augment = {
-        name[len(AUGMENT_PREFIX) :]: _param_value(value)
+    picked |= {
+        name: _param_value(value)
         for name, value in sorted(params.items())
         if name.startswith(AUGMENT_PREFIX)
     }
-    if augment:
-        picked["augment"] = augment
     text = json.dumps(picked, separators=(",", ":"))
     while picked and len(text) > KEY_PARAMS_LIMIT:
-        picked.pop("augment" if "augment" in picked else next(reversed(picked)))
+        augment = [k for k in picked if k.startswith(AUGMENT_PREFIX)]
+        picked.pop(augment[-1] if augment else next(reversed(picked)))
         text = json.dumps(picked, separators=(",", ":"))
     return text if picked else None
 
