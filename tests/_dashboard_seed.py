@@ -37,6 +37,7 @@ URL_REJECTED = {RUN_DATES[0]: 3, RUN_DATES[1]: 1}
 DOWNLOADED = {RUN_DATES[0]: 6, RUN_DATES[1]: 5}
 DOWNLOAD_REFUSED = {RUN_DATES[0]: 2, RUN_DATES[1]: 0}
 DOWNLOAD_FAILED = {RUN_DATES[0]: 1, RUN_DATES[1]: 2}
+DUPLICATES = 2  # each run's first downloaded URL came twice more in its manifest
 IMAGE_REJECTED = {RUN_DATES[0]: 2, RUN_DATES[1]: 1}  # "no face found"
 CAMERAS = ["lobby", "bar"]
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
@@ -226,6 +227,7 @@ def _ingest(engine, data_root: Path) -> dict[str, list[str]]:
                     "sha256": content,
                     "path": f"raw/{path.name}",
                     "bytes": path.stat().st_size,
+                    "duplicates": DUPLICATES if k == 0 else 0,
                 }
             )
             images.append(

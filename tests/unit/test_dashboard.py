@@ -16,6 +16,7 @@ from _dashboard_seed import (
     DOWNLOAD_FAILED,
     DOWNLOAD_REFUSED,
     DOWNLOADED,
+    DUPLICATES,
     EPOCHS,
     IMAGE_REJECTED,
     LABELS,
@@ -94,15 +95,15 @@ def test_quality_data_counts_each_run(seeded) -> None:
     for d in RUN_DATES:
         run = runs[d]
         scraped = URL_REJECTED[d] + DOWNLOADED[d] + DOWNLOAD_REFUSED[d] + DOWNLOAD_FAILED[d]
-        assert run["scraped"] == scraped
-        assert run["url_rejected"] == URL_REJECTED[d]
+        assert run["scraped"] == scraped + DUPLICATES
+        assert run["url_rejected"] == URL_REJECTED[d] + DUPLICATES
         assert run["downloaded"] == DOWNLOADED[d]
         assert run["download_refused"] == DOWNLOAD_REFUSED[d]
         assert run["download_failed"] == DOWNLOAD_FAILED[d]
         assert run["image_rejected"] == IMAGE_REJECTED[d]
         assert run["kept"] == DOWNLOADED[d] - IMAGE_REJECTED[d]
         assert run["reasons"]["image: no face found"] == IMAGE_REJECTED[d]
-    assert runs[RUN_DATES[0]]["reasons"]["url: duplicate"] == 1
+    assert runs[RUN_DATES[0]]["reasons"]["url: duplicate"] == 1 + DUPLICATES
     assert runs[RUN_DATES[0]]["reasons"]["url: denylist"] == 2
     assert runs[RUN_DATES[0]]["reasons"]["download: not an image"] == 2
     failed = [v for v in data["validations"] if not v["success"]]

@@ -148,6 +148,7 @@ def test_url_outcomes_one_row_per_url_download_records_first() -> None:
         "download", "ok", "happy",
     )  # fmt: skip  # the duplicate's URL is the downloaded one
     assert rows[h[0]]["path"] == "raw/bb/bbbb.jpg" and rows[h[0]]["bytes"] == "1234"
+    assert rows[h[0]]["duplicates"] == 1 and rows[h[2]]["duplicates"] == 0  # counted once
     assert rows[h[1]]["path"] is None and rows[h[1]]["bytes"] is None
     assert len(rows[h[1]]["reason"]) == 512 and rows[h[1]]["reason"].endswith("...")
     assert (rows[h[2]]["stage"], rows[h[2]]["rule"], rows[h[2]]["label"]) == (

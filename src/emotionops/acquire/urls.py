@@ -20,6 +20,9 @@ import httpx
 
 from emotionops.errors import EmotionOpsError
 
+#: The rule of a manifest row whose URL came earlier in the run (the first one wins).
+DUPLICATE_RULE = "duplicate"
+
 ALLOWED_SCHEMES = ("http", "https")
 
 #: Starter denylist: emoji, clip-art, colouring-page, icon and watermarked stock sites. An
@@ -255,7 +258,7 @@ def clean_manifest(
             continue
         if verdict.url in seen:
             rejected.append(
-                {**out, "url_sha256": key, "reason": "duplicate url", "rule": "duplicate"}
+                {**out, "url_sha256": key, "reason": "duplicate url", "rule": DUPLICATE_RULE}
             )
             continue
         seen.add(verdict.url)

@@ -56,6 +56,7 @@ def quality_queries(samples_per_group: int) -> dict[str, Select[Any]]:
             url_outcome.c.rule,
             url_outcome.c.reason,
             n,
+            func.sum(url_outcome.c.duplicates).label("duplicates"),
         ).group_by(
             url_outcome.c.run_date,
             url_outcome.c.stage,
@@ -113,7 +114,11 @@ def quality_data(engine: Engine, samples_per_group: int = 12) -> dict[str, Any]:
     runs: dict[str, dict[str, Any]] = {}
     for r in rows["urls"]:
         run = _run(runs, r["run_date"])
-        run["scraped"] += r["n"]
+        duplicates = int(r["duplicates"] or 0)  # later copies of these URLs in the manifest
+        run["scraped"] += r["n"] + duplicates
+        run["url_rejected"] += duplicates
+        if duplicates:
+            run["reasons"]["url: duplicate"] += duplicates
         if r["stage"] == "url_cleanup":
             run["url_rejected"] += r["n"]
             run["reasons"][f"url: {r['rule'] or reason_kind(r['reason'])}"] += r["n"]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Boolean, Engine, Float, Integer, String, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from emotionops.acquire.urls import DUPLICATE_RULE
 from emotionops.warehouse.db import BATCH_SIZE, WarehouseError, key_columns, write_tables
 from emotionops.warehouse.schema import (
     DATA_TABLES,
@@ -253,7 +254,8 @@ def url_outcome_rows(
     dropped as a duplicate of a kept URL is that URL: its download record stands for it
     (and the first of several rejected copies of one URL wins, in manifest order). A URL in
     both files (rejected.csv rewritten with other cleanup rules after the download) keeps
-    its download record. Every row must carry url_sha256."""
+    its download record. Cleanup's later copies of a URL (rule 'duplicate') are counted in
+    that URL's `duplicates`. Every row must carry url_sha256."""
     out: dict[str, dict[str, Any]] = {}
     for r in downloads:
         ok = r.get("status") == "ok"
@@ -270,9 +272,14 @@ def url_outcome_rows(
                 "sha256": r.get("sha256") if ok else None,
                 "path": r.get("path") if ok else None,
                 "bytes": r.get("bytes") if ok else None,
+                "duplicates": 0,
             },
         )
     for r in rejected:
+        key = str(r.get("url_sha256") or "")
+        if r.get("rule") == DUPLICATE_RULE and key in out:
+            out[key]["duplicates"] += 1  # the same URL again: counted on its own row
+            continue
         out.setdefault(
             str(r.get("url_sha256") or ""),
             {
@@ -286,6 +293,7 @@ def url_outcome_rows(
                 "sha256": None,
                 "path": None,
                 "bytes": None,
+                "duplicates": 0,
             },
         )
     missing = out.pop("", None)
