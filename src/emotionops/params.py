@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -514,13 +514,19 @@ class ApiParams(_Section):
 
 
 class DashboardParams(_Section):
-    """The reporting dashboard (emotionops.dashboard). `max_rows` caps the analytics page's
-    (camera, bucket, label) rows: 20 cameras x 4 labels x 7 days of hours is 13,440; past the
-    cap the page asks for a shorter range or day buckets instead of shipping megabytes."""
+    """The reporting dashboard (emotionops.dashboard): the API's /dashboard pages and the
+    static report of `emotionops report build`."""
 
-    max_rows: int = Field(50_000, ge=1, le=5_000_000)
-    default_bucket: str = Field("hour", pattern="^(hour|day)$")
+    max_runs: int = Field(200, ge=1, le=1_000)  # newest runs on the Models page (Oracle IN cap)
+    samples_per_group: int = Field(12, ge=0, le=200)
+    thumbnail_side: int = Field(96, ge=16, le=512)
+    default_bucket: Literal["hour", "day"] = "hour"
+    # The analytics page (emotionops.dashboard.analytics): no range asked -> the last this
+    # many UTC days of data (a week of all cameras stays well under a second at 1M rows);
+    # `max_rows` caps its (camera, bucket, label) rows: 20 cameras x 4 labels x 7 days of
+    # hours is 13,440; past the cap the page asks for a shorter range or day buckets.
     default_range_days: int = Field(7, ge=1, le=3_660)
+    max_rows: int = Field(50_000, ge=1, le=5_000_000)
 
 
 DEMO_TRAIN = {

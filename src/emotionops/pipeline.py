@@ -8,6 +8,7 @@ safe to re-run: outputs are content-addressed or rewritten atomically, loads are
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from emotionops.errors import EmotionOpsError
 from emotionops.files import read_records, write_records
 from emotionops.params import Params
 from emotionops.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,31 @@ def _warehouse(settings: Settings):
     from emotionops.warehouse import open_warehouse
 
     return open_warehouse(settings)  # connected (bounded) and migrated to the latest schema
+
+
+def require_recorded(settings: Settings, reports: list, run_date: str, what: str):
+    """`validation.require`, with every suite's result recorded in the warehouse first
+    (validation_result, its own transaction) for the dashboard; returns the engine.
+
+    A failed suite still raises ValidationFailed. When the warehouse cannot take the
+    record, that is logged and noted on the ValidationFailed, never raised in its place:
+    the failed data is the error to fix first."""
+    from emotionops.validation import ValidationFailed, require
+    from emotionops.warehouse import load_validation_results
+
+    try:
+        require(reports, what)
+    except ValidationFailed as failure:
+        try:
+            load_validation_results(_warehouse(settings), reports, run_date)
+        except Exception as exc:
+            note = f"(the validation result was not recorded in the warehouse: {exc})"
+            log.warning("%s %s", what, note)
+            failure.add_note(note)
+        raise
+    engine = _warehouse(settings)
+    load_validation_results(engine, reports, run_date)
+    return engine
 
 
 # Stages ---------------------------------------------------------------------------------
@@ -204,16 +232,17 @@ def stage_load_urls(settings: Settings, params: Params, run_date: str) -> tuple[
     """Clean the run's URLs (normalise, denylist, dedupe; a reason per rejection), validate
     the kept rows (GX; a failed suite raises ValidationFailed and loads nothing) and upsert
     them; returns (kept, rejected)."""
-    from emotionops.validation import require, validate_urls
+    from emotionops.validation import validate_urls
     from emotionops.warehouse import load_urls
 
     paths = DataPaths(settings.data_path)
     kept, rejected = clean_run_urls(paths, params, run_date)
     write_records(rejected, paths.url_rejects(run_date))  # kept for review, also on failure
-    # A failed suite raises here: nothing of this batch reaches the warehouse.
-    require([validate_urls(kept, params, settings, run_date)], f"URL manifest {run_date}")
+    # A failed suite raises here (its result recorded): nothing of this batch is loaded.
+    reports = [validate_urls(kept, params, settings, run_date)]
+    engine = require_recorded(settings, reports, run_date, f"URL manifest {run_date}")
     load_urls(
-        _warehouse(settings),
+        engine,
         [
             {
                 "url_sha256": r["url_sha256"],
@@ -429,16 +458,34 @@ def stage_validate(settings: Settings, params: Params, what: str, run_date: str)
     return reports
 
 
+def run_url_outcomes(paths: DataPaths, run_date: str) -> tuple[list[dict], list[dict]]:
+    """The run's URL cleanup rejects (rejected.csv) and download records (downloads CSV),
+    each with its url_sha256: ([], []) for a run that scraped nothing (imports only).
+    rejected.csv files written before rejects carried url_sha256 get it computed the way
+    cleanup computes it (the normalised URL's hash)."""
+    from emotionops.acquire.urls import normalise, url_sha256
+
+    rejected = read_records(paths.url_rejects(run_date), MANIFEST_REQUIRED)
+    for row in rejected:
+        if not row.get("url_sha256"):
+            row["url_sha256"] = url_sha256(normalise(row["image_url"]).url)
+    return rejected, read_records(paths.downloads(run_date), DOWNLOAD_REQUIRED)
+
+
 def stage_load_images(settings: Settings, params: Params, run_date: str) -> dict[str, int]:
-    """Validate images.csv and split.csv (GX), then upsert the image metadata and the dataset
-    version into the warehouse; a failed suite raises ValidationFailed and loads nothing."""
+    """Validate images.csv and split.csv (GX; every suite's result recorded), then upsert the
+    image metadata and the dataset version, and the run's URL outcomes (cleanup rejects and
+    download records: url_outcome); a failed suite raises ValidationFailed and loads no data.
+
+    The URL outcomes load here, not in `download` (which has no warehouse) nor in
+    `load-urls` (before the downloads): this is the run's one stage after both files are
+    final, so each URL of the run lands once, and a retry upserts the same rows."""
     from emotionops.dataset.split import dataset_version_id, stats
-    from emotionops.validation import require
-    from emotionops.warehouse import load_images
+    from emotionops.warehouse import load_images, load_url_outcomes
 
     paths = DataPaths(settings.data_path)
-    require(stage_validate(settings, params, "data", run_date), "images.csv + split.csv")
-    engine = _warehouse(settings)
+    reports = stage_validate(settings, params, "data", run_date)
+    engine = require_recorded(settings, reports, run_date, "images.csv + split.csv")
     rows = read_records(paths.images_csv, IMAGE_REQUIRED)
     for row in rows:
         for key in ("width", "height", "n_faces"):
@@ -456,7 +503,8 @@ def stage_load_images(settings: Settings, params: Params, run_date: str) -> dict
     }
     # One transaction: the images and the dataset version built from them land together.
     n_images = load_images(engine, rows, labels=params.labels, dataset=dataset_row)
-    return {"images": n_images, "dataset_images": st.total}
+    n_urls = load_url_outcomes(engine, run_date, *run_url_outcomes(paths, run_date))
+    return {"images": n_images, "dataset_images": st.total, "url_outcomes": n_urls}
 
 
 def stage_train(

@@ -109,6 +109,17 @@ class Settings(BaseSettings):
     search_url: str | None = Field(
         None, description="Base URL of the local image-search stand-in (engine 'local')."
     )
+    system_javascript_dir: Path = Field(
+        Path("/usr/share/javascript"),
+        description="Debian's libjs-* folder: jQuery, Bootstrap 4, Popper and "
+        "bootstrap-datepicker copied into the Data Docs so they render offline "
+        "(`make system-packages`).",
+    )
+    data_docs_assets_dir: Path | None = Field(
+        None,
+        description="The Data Docs assets Debian lacks (bootstrap-table, Font Awesome, Vega...), "
+        "fetched pinned by `make data-docs-assets`. Unset: <venv>/share/data-docs-assets.",
+    )
     chromium_binary: Path = Path("/usr/bin/chromium")
     chromedriver: Path = Path("/usr/bin/chromedriver")
     download_allow_hosts: Annotated[list[str], NoDecode] = Field(

@@ -32,6 +32,17 @@ def _counts(project: Path) -> dict[str, int]:
     return table_counts(connect(f"sqlite:///{project / 'data' / 'warehouse.db'}"))
 
 
+def _training_runs(project: Path) -> list:
+    from sqlalchemy import select
+
+    from emotionops.warehouse import connect
+    from emotionops.warehouse.schema import training_run
+
+    engine = connect(f"sqlite:///{project / 'data' / 'warehouse.db'}")
+    with engine.connect() as conn:
+        return conn.execute(select(training_run)).all()
+
+
 def _registry(project: Path) -> tuple[list[str], str]:
     """(all versions, champion version) read through a real server on the demo's store."""
     from mlflow import MlflowClient
@@ -59,13 +70,21 @@ def test_demo_runs_end_to_end_and_is_safe_to_repeat(tmp_path: Path) -> None:
     assert counts["image_url"] >= 16 and counts["image"] >= 16, counts
     assert counts["dataset_version"] == 1 and counts["training_run"] == 1, counts
     assert counts["emotion_event"] >= 1, counts
+    # The dashboard's rows: every kept URL's download record (plus cleanup's rejects), the
+    # five suites of the run date (urls: 2, data: 3), the deployed model's test loss.
+    assert counts["url_outcome"] >= counts["image_url"], counts
+    assert counts["validation_result"] == 5, counts
+    run = _training_runs(project)[0]
+    assert run.test_loss is not None and run.test_loss > 0 and run.duration_s > 0
+    assert run.labels and run.key_params and run.train_loss is not None
     assert any(p.is_file() for p in (project / "dvc-remote").rglob("*")), "nothing pushed to DVC"
     assert _registry(project) == (["1"], "1")
 
     second = _demo(project)
     assert second.returncode == 0, second.stderr[-4000:]
     again = _counts(project)
-    for table in ("image_url", "image", "dataset_version", "emotion_event"):
+    for table in ("image_url", "image", "dataset_version", "emotion_event", "url_outcome",
+                  "validation_result"):  # fmt: skip
         assert again[table] == counts[table], (table, counts, again)
     assert again["training_run"] == 2
     versions, _ = _registry(project)

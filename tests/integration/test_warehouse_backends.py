@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 
 from emotionops.registry import AliasMove
+from emotionops.validation import SuiteStats, ValidationReport
 from emotionops.warehouse import (
     WarehouseError,
     connect,
@@ -40,12 +41,14 @@ from emotionops.warehouse import (
     load_emotion_events,
     load_images,
     load_promotions,
+    load_url_outcomes,
     load_urls,
+    load_validation_results,
     migrate,
     table_counts,
     write_tables,
 )
-from emotionops.warehouse.migrations import LATEST, current_version
+from emotionops.warehouse.migrations import LATEST, V5_TRAINING_RUN_COLUMNS, current_version
 from emotionops.warehouse.report import build_report, render_report
 from emotionops.warehouse.schema import (
     DATA_TABLES,
@@ -57,6 +60,8 @@ from emotionops.warehouse.schema import (
     model_promotion,
     schema_version,
     training_run,
+    url_outcome,
+    validation_result,
 )
 
 pytestmark = pytest.mark.integration
@@ -240,7 +245,7 @@ def test_the_key_migration_resumes_after_a_crash_half_way(wh_url: str) -> None:
         else:  # the old key dropped, the new one not yet added
             name = inspect(conn).get_pk_constraint("emotion_event")["name"]
             conn.exec_driver_sql(f"ALTER TABLE emotion_event DROP CONSTRAINT {name}")
-    assert migrate(eng).applied == [2, 3, 4]
+    assert migrate(eng).applied == list(range(2, LATEST + 1))
     assert inspect(eng).get_pk_constraint("emotion_event")["constrained_columns"][-1] == (
         "model_version"
     )
@@ -248,6 +253,54 @@ def test_the_key_migration_resumes_after_a_crash_half_way(wh_url: str) -> None:
     with eng.connect() as conn:
         (kept,) = conn.execute(select(emotion_event)).all()
     assert (kept.face_count, kept.model_version) == (3, UNKNOWN_MODEL_VERSION)
+    eng.dispose()
+
+
+def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> None:
+    """Migration 5 on a warehouse made before it: two tables, seven training_run columns and
+    the emotion_event time index added, rows kept; a re-run changes nothing."""
+    eng = connect(wh_url)
+    migrate(eng)
+    with eng.begin() as conn:  # back to what version 4 made
+        for name in ("url_outcome", "validation_result"):
+            conn.exec_driver_sql(f"DROP TABLE {name}")
+        conn.exec_driver_sql("DROP INDEX ix_emotion_event_start")
+        for name in V5_TRAINING_RUN_COLUMNS:
+            conn.exec_driver_sql(f"ALTER TABLE training_run DROP COLUMN {name}")
+        conn.execute(schema_version.delete().where(schema_version.c.version == 5))
+        conn.execute(training_run.insert().values(run_id="r4", model_name="m", test_accuracy=0.75))
+        conn.execute(
+            emotion_event.insert().values(
+                camera_id="c", window_start=datetime(2026, 11, 20, 9, tzinfo=UTC),
+                label="happy", window_seconds=5.0, face_count=2, model_version="1",
+            )
+        )  # fmt: skip
+    assert current_version(eng) == 4
+    assert "ix_emotion_event_start" not in {
+        i["name"] for i in inspect(eng).get_indexes("emotion_event")
+    }
+
+    report = migrate(eng)
+    assert (report.applied, report.version) == ([5], 5)
+    assert sorted(report.created) == ["url_outcome", "validation_result"]
+    assert {f"training_run.{n} added" for n in V5_TRAINING_RUN_COLUMNS} <= set(report.changes)
+    assert "index ix_emotion_event_start created" in report.changes
+    indexes = {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("emotion_event")}
+    assert indexes["ix_emotion_event_start"] == ["window_start"]
+    cols = {c["name"] for c in inspect(eng).get_columns("training_run")}
+    assert set(V5_TRAINING_RUN_COLUMNS) <= cols
+    with eng.connect() as conn:
+        (old,) = conn.execute(select(training_run)).all()
+        assert conn.execute(select(func.count()).select_from(emotion_event)).scalar() == 1
+    assert (old.run_id, old.test_accuracy, old.test_loss, old.key_params) == (
+        "r4",
+        0.75,
+        None,
+        None,
+    )
+    write_tables(eng, [(training_run, [{**old._asdict(), "test_loss": 0.5, "labels": '["a"]'}])])
+    again = migrate(eng)
+    assert (again.applied, again.changes, again.created) == ([], [], [])
     eng.dispose()
 
 
@@ -499,6 +552,51 @@ def test_a_database_that_goes_down_gives_a_clear_error(wh_url: str, tmp_path: Pa
     down = wh_url.rsplit("/", 1)[0].rsplit(":", 1)[0] + ":1/nowhere"
     with pytest.raises(WarehouseError, match="cannot connect to the warehouse"):
         connect(down, connect_timeout_s=3)
+
+
+def test_url_outcomes_and_validation_results_upsert_per_run(engine, tmp_path: Path) -> None:
+    h = [f"{i:064x}" for i in range(3)]
+    downloads = [
+        {"url_sha256": h[0], "label": "happy", "status": "ok", "sha256": "b" * 64,
+         "path": "raw/bb/b.jpg", "bytes": "2048", "reason": ""},
+        {"url_sha256": h[1], "label": "sad", "status": "rejected", "reason": "not an image"},
+    ]  # fmt: skip
+    rejected = [{"url_sha256": h[2], "label": "sad", "reason": "denylisted", "rule": "denylist"}]
+    for run_date in ("2026-11-20", "2026-11-20", "2026-11-21"):  # a retry, then the next day
+        assert load_url_outcomes(engine, run_date, rejected, downloads) == 3
+    assert load_url_outcomes(engine, "2026-11-22", [], []) == 0  # imports only: no URLs
+    assert count(engine, url_outcome) == 6
+    downloads[1] = {**downloads[1], "status": "failed", "reason": "timed out"}
+    load_url_outcomes(engine, "2026-11-20", rejected, downloads)  # updated in place
+    with engine.connect() as conn:
+        rows = {(r.run_date, r.url_sha256): r for r in conn.execute(select(url_outcome))}
+    assert len(rows) == 6
+    assert (rows[("2026-11-20", h[1])].status, rows[("2026-11-20", h[1])].reason) == (
+        "failed", "timed out",
+    )  # fmt: skip
+    assert rows[("2026-11-21", h[0])].bytes == 2048
+    assert rows[("2026-11-20", h[2])].rule == "denylist"
+
+    site = tmp_path / "local_site"
+    when = datetime(2026, 11, 20, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+
+    def report(ok: bool) -> ValidationReport:
+        return ValidationReport(
+            "urls", ok,
+            (SuiteStats("url_manifest", 6, 6 if ok else 4, site / "validations" / "p.html", 9, when),),
+            (), 9, site / "index.html",
+        )  # fmt: skip
+
+    assert load_validation_results(engine, [report(True)], "2026-11-20") == 1
+    assert load_validation_results(engine, [report(False)], "2026-11-20") == 1  # re-validated
+    with engine.connect() as conn:
+        (row,) = conn.execute(select(validation_result)).all()
+    assert (row.success, row.evaluated, row.failed, row.n_rows) == (False, 6, 2, 9)
+    assert row.validated_at == when and row.validated_at.tzinfo is not None
+    assert row.docs_path == "validations/p.html"
+    counts = build_report(engine)["counts"]
+    assert (counts["url_outcome"], counts["validation_result"]) == (6, 1)
+    assert "url_outcome 6  validation_result 1" in render_report(build_report(engine))
 
 
 # Report ------------------------------------------------------------------------------------

@@ -24,9 +24,11 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import func, select
 
+from emotionops.params import TrainParams
 from emotionops.registry import AliasMove, move_alias, register
-from emotionops.training.train import TrainResult
+from emotionops.training.train import TrainResult, flat_params
 from emotionops.warehouse import WarehouseError, connect, init_schema, load_run, table_counts
+from emotionops.warehouse.migrations import LATEST
 from emotionops.warehouse.report import build_report, render_report
 from emotionops.warehouse.schema import (
     class_metric,
@@ -90,8 +92,17 @@ class Identity:  # a real pyfunc model: registration needs a logged model
         return _Identity()
 
 
+#: The recipe the runs log (train() logs flat_params of the train section, as here).
+RECIPE = TrainParams(model="small_cnn", image_size=48, batch_size=64, epochs=EPOCHS,
+                     precision="float32", partners=["fer"])  # fmt: skip
+
+
 def log_training_run(
-    tracking_uri: str, cm: list[list[int]], artifacts: bool = True, finish: bool = True
+    tracking_uri: str,
+    cm: list[list[int]],
+    artifacts: bool = True,
+    finish: bool = True,
+    distill_seconds: float | None = None,
 ) -> TrainResult:
     """An MLflow run with train()'s layout; returns the TrainResult train() would."""
     import mlflow
@@ -103,7 +114,7 @@ def log_training_run(
     accuracy = float(np.trace(matrix) / matrix.sum())
     run = mlflow.start_run()
     run_id = run.info.run_id
-    mlflow.log_params({"model": "small_cnn", "labels": json.dumps(LABELS), "n_train": 45,
+    mlflow.log_params({**flat_params(RECIPE), "labels": json.dumps(LABELS), "n_train": 45,
                        "n_val": 9, "n_test": int(matrix.sum())})  # fmt: skip
     mlflow.set_tags({"dataset_version": "dv-it", "model_name": "it-model", "git_commit": "a" * 40})
     for epoch in range(EPOCHS):
@@ -113,7 +124,10 @@ def log_training_run(
             step=epoch,
         )  # fmt: skip
     metrics = {"test_accuracy": accuracy, "test_macro_f1": 0.5, "epochs_run": float(EPOCHS),
-               "final_val_accuracy": 0.6}  # fmt: skip
+               "final_val_accuracy": 0.6, "test_loss": 1.0 - accuracy,
+               "train_seconds": 30.0}  # fmt: skip
+    if distill_seconds is not None:
+        metrics["distill_seconds"] = distill_seconds
     mlflow.log_metrics(metrics)
     if artifacts:
         with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +147,7 @@ def log_training_run(
 def two_runs(mlflow_server: str):
     """A champion, then a worse run refused (it becomes challenger)."""
     name = f"it-model-{uuid.uuid4().hex[:6]}"
-    good = log_training_run(mlflow_server, [[4, 0, 0], [0, 3, 1], [0, 0, 4]])
+    good = log_training_run(mlflow_server, [[4, 0, 0], [0, 3, 1], [0, 0, 4]], distill_seconds=5.0)
     worse = log_training_run(mlflow_server, [[2, 1, 1], [1, 2, 1], [0, 1, 3]])
     seen: list[AliasMove] = []
     client = MlflowClient(mlflow_server, mlflow_server)
@@ -181,8 +195,25 @@ def test_load_run_copies_metrics_and_audit_trail_idempotently(
     assert (run.n_train, run.n_test, run.epochs_run, run.model_type) == (45, 12, 3, "small_cnn")
     assert run.dataset_version == "dv-it" and run.git_commit == "a" * 40
     assert run.started_at.tzinfo is not None
+    # The dashboard's columns: labels in output order, the curves' last epoch, the deployed
+    # model's test loss, fit + distillation time, the recipe at a glance.
+    assert json.loads(run.labels) == LABELS
+    assert (run.train_accuracy, run.train_loss, run.val_loss) == pytest.approx((0.7, 0.6, 0.7))
+    assert run.test_loss == pytest.approx(1.0 - good.test_accuracy)
+    assert run.duration_s == pytest.approx(35.0)
+    recipe = json.loads(run.key_params)
+    assert {k: recipe[k] for k in ("model", "image_size", "batch_size", "epochs", "precision",
+                                   "partners", "learning_rate", "flip_average")} == {
+        "model": "small_cnn", "image_size": 48, "batch_size": 64, "epochs": EPOCHS,
+        "precision": "float32", "partners": ["fer"], "learning_rate": RECIPE.learning_rate,
+        "flip_average": True,
+    }  # fmt: skip
+    assert {k: recipe[f"augment.{k}"] for k in RECIPE.augment.model_dump()} == (
+        RECIPE.augment.model_dump()
+    )
     (other,) = _rows(engine, training_run, worse.run_id)
     assert (other.model_version, other.promoted) == ("2", False)
+    assert other.duration_s == pytest.approx(30.0)  # no distillation: fit time alone
 
     epochs = sorted(_rows(engine, epoch_metric, good.run_id), key=lambda r: r.epoch)
     assert [r.epoch for r in epochs] == [0, 1, 2]
@@ -251,7 +282,8 @@ def test_cli_load_run_and_report(two_runs, mlflow_server: str, tmp_path: Path) -
 
     init = run("init")
     assert init.returncode == 0, init.stderr
-    assert "schema version 4 (migrations applied: 1, 2, 3, 4)" in init.stderr
+    applied = ", ".join(str(v) for v in range(1, LATEST + 1))
+    assert f"schema version {LATEST} (migrations applied: {applied})" in init.stderr
     loaded = run("load-run", good.run_id, "--run-date", "2026-11-20")
     assert loaded.returncode == 0, loaded.stderr
     assert (  # two promotion rows: its registration (challenger) and its promotion

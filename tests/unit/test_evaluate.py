@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from emotionops.training.evaluate import (
+    EPSILON,
     EvaluationError,
+    cross_entropy,
     evaluate_probs,
     folder_eval_set,
     load_model,
@@ -50,6 +52,18 @@ def test_metrics_and_flip_consistency_of_a_known_predictor() -> None:
     assert ev.predict_images_per_s and ev.predict_images_per_s > 0
     assert ev.metrics("test_")["test_sad_recall"] == 1.0
     assert "y_pred" not in ev.to_dict()
+    # One-hot predictions: right faces cost 0, the wrong 'surprise' the clipped -log(1e-7).
+    assert ev.loss == pytest.approx(-np.log(EPSILON) / 4)
+    assert ev.metrics("test_")["test_loss"] == ev.loss
+
+
+def test_cross_entropy_is_clipped_and_renormalised_over_the_scored_columns() -> None:
+    probs = np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])
+    assert cross_entropy(probs, np.array([0, 1])) == pytest.approx(-(np.log(0.5) + np.log(0.8)) / 2)
+    # A zero probability on the true class: finite (clipped), not inf.
+    assert cross_entropy(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-np.log(EPSILON))
+    # Columns that do not sum to 1 (a subset of a wider model's outputs) are renormalised.
+    assert cross_entropy(np.array([[0.3, 0.1]]), np.array([0])) == pytest.approx(-np.log(0.75))
 
 
 def test_a_wider_model_is_scored_over_the_requested_labels_only() -> None:
@@ -59,6 +73,8 @@ def test_a_wider_model_is_scored_over_the_requested_labels_only() -> None:
     x = np.zeros((2, 8, 8, 1), np.float32)
     ev = evaluate_probs(seven, x, np.array([0, 1]), ["happy", "sad"], columns=[3, 4])
     assert ev.confusion == [[1, 0], [1, 0]]  # argmax over happy/sad only: always happy
+    # The loss too: over happy/sad renormalised (0.75 / 0.25), not over the 7 outputs.
+    assert ev.loss == pytest.approx(-(np.log(0.75) + np.log(0.25)) / 2)
 
 
 def test_empty_evaluation_set_is_an_error() -> None:

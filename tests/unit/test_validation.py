@@ -466,6 +466,48 @@ def test_stage_load_urls_loads_nothing_when_the_manifest_fails(project, params) 
     with pytest.raises(ValidationFailed, match=r"in_set\(label\).*'angry'"):
         stage_load_urls(project, params, "2026-11-21")
     assert _counts(project)["image_url"] == 6  # not one row of the failed batch
+    # Both results are recorded, one row per (run date, suite), the failed one too.
+    results = _validation_results(project)
+    assert {k: v["success"] for k, v in results.items()} == {
+        (RUN_DATE, "url_manifest"): True, (RUN_DATE, "url_manifest_per_label"): True,
+        ("2026-11-21", "url_manifest"): False, ("2026-11-21", "url_manifest_per_label"): True,
+    }  # fmt: skip
+    bad_result = results[("2026-11-21", "url_manifest")]
+    assert bad_result["failed"] >= 1 and bad_result["n_rows"] == 8
+    assert results[(RUN_DATE, "url_manifest_per_label")]["n_rows"] == len(LABELS)
+    site = data_docs_index(project).parent
+    assert (site / bad_result["docs_path"]).is_file()  # the failed result's own page
+    assert bad_result["docs_path"].startswith("validations/url_manifest/")
+    assert bad_result["validated_at"].tzinfo is not None
+
+
+def test_a_warehouse_failure_never_hides_the_validation_failure(
+    project, params, monkeypatch
+) -> None:
+    from emotionops.pipeline import DataPaths, stage_load_urls
+    from emotionops.settings import get_settings
+
+    rows = url_rows()
+    rows[0]["label"] = "angry"
+    write_records(rows, DataPaths(project.data_path).manifest(RUN_DATE))
+    blocker = project.project_dir / "not-a-folder"
+    blocker.write_text("")  # the warehouse file's folder cannot be made
+    monkeypatch.setenv("EMOTIONOPS_WAREHOUSE_URL", f"sqlite:///{blocker / 'wh.db'}")
+    get_settings.cache_clear()
+    with pytest.raises(ValidationFailed, match=r"in_set\(label\).*'angry'") as failure:
+        stage_load_urls(get_settings(), params, RUN_DATE)
+    (note,) = failure.value.__notes__
+    assert note.startswith("(the validation result was not recorded in the warehouse:")
+
+
+def _validation_results(settings: Settings) -> dict[tuple[str, str], dict]:
+    from sqlalchemy import select
+
+    from emotionops.warehouse import connect
+    from emotionops.warehouse.schema import validation_result
+
+    with connect(settings.resolved_warehouse_url()).connect() as conn:
+        return {(r.run_date, r.suite): r._asdict() for r in conn.execute(select(validation_result))}
 
 
 def test_stage_load_images_loads_nothing_when_the_split_leaks(project, params) -> None:
@@ -479,12 +521,62 @@ def test_stage_load_images_loads_nothing_when_the_split_leaks(project, params) -
     before = _counts(project)
     assert before["image"] == len(images) and before["dataset_version"] == 1
 
+    suites = {"image_metadata", "dataset_split", "dataset_split_per_label"}
+    assert {k: v["success"] for k, v in _validation_results(project).items()} == {
+        (RUN_DATE, suite): True for suite in suites
+    }
+
     _near_copy(images, of=0, to=5)  # a near duplicate of a train image in test
     images.append(image_row(50, "sad"))  # and a new image that would be loaded
     write_records(images, paths.images_csv)
     with pytest.raises(ValidationFailed, match="near_dup_splits"):
         stage_load_images(project, params, RUN_DATE)
-    assert _counts(project) == before
+    assert _counts(project) == before  # no data; the same run date's results replaced:
+    results = _validation_results(project)
+    assert {k: v["success"] for k, v in results.items()} == {
+        (RUN_DATE, suite): suite != "dataset_split" for suite in suites
+    }
+    assert results[(RUN_DATE, "image_metadata")]["n_rows"] == len(images)
+
+
+def test_stage_load_images_loads_the_runs_url_outcomes_once(project, params) -> None:
+    from sqlalchemy import select
+
+    from emotionops.pipeline import DataPaths, stage_load_images, stage_load_urls
+    from emotionops.warehouse import connect
+    from emotionops.warehouse.schema import url_outcome
+
+    paths = DataPaths(project.data_path)
+    manifest = url_rows()
+    manifest.append({**manifest[0], "label": "sad"})  # the same URL found for another label
+    manifest.append({**manifest[1], "image_url": "ftp://files.example.com/x.jpg"})
+    write_records(manifest, paths.manifest(RUN_DATE))
+    assert stage_load_urls(project, params, RUN_DATE) == (6, 2)  # writes rejected.csv
+    kept = [r for r in manifest[:6]]
+    downloads = [
+        {"url_sha256": url_sha256(r["image_url"]), "url": r["image_url"], "label": r["label"],
+         "status": "ok" if i else "failed", "reason": "" if i else "timed out",
+         "sha256": sha(i) if i else "", "path": f"raw/{sha(i)[:2]}/{sha(i)}.jpg" if i else "",
+         "bytes": "2048" if i else "0", "run_date": RUN_DATE}
+        for i, r in enumerate(kept)
+    ]  # fmt: skip
+    write_records(downloads, paths.downloads(RUN_DATE))
+    write_records(image_rows(), paths.images_csv)
+    write_records(split_rows(), paths.split_csv)
+    assert stage_load_images(project, params, RUN_DATE)["url_outcomes"] == 7  # 8 rows, 7 URLs
+    assert stage_load_images(project, params, RUN_DATE)["url_outcomes"] == 7  # a retry
+    with connect(project.resolved_warehouse_url()).connect() as conn:
+        rows = {r.url_sha256: r for r in conn.execute(select(url_outcome))}
+    assert len(rows) == 7 and _counts(project)["url_outcome"] == 7
+    first = rows[url_sha256(manifest[0]["image_url"])]
+    assert (first.stage, first.status, first.label, first.reason) == (
+        "download", "failed", "happy", "timed out",
+    )  # fmt: skip  # its duplicate (label sad) is the same URL: no second row
+    ok = rows[url_sha256(manifest[1]["image_url"])]
+    assert (ok.status, ok.sha256, ok.bytes) == ("ok", sha(1), 2048)
+    assert ok.path == downloads[1]["path"]  # as the download record has it: data-relative
+    (ftp,) = [r for r in rows.values() if r.stage == "url_cleanup"]
+    assert (ftp.status, ftp.rule, ftp.path) == ("rejected", "scheme", None)
 
 
 def test_cli_validate_prints_the_summary_and_exits_1_on_failure(project, params) -> None:

@@ -232,3 +232,27 @@ def test_the_key_migration_compiles_for_oracle() -> None:
     assert schema.UNKNOWN_MODEL_VERSION and len(schema.UNKNOWN_MODEL_VERSION) <= 16
     pg = migrations.primary_key_ddl(postgresql.dialect(), table, "emotion_event_pkey")
     assert pg[0] == "ALTER TABLE emotion_event DROP CONSTRAINT emotion_event_pkey"
+
+
+def test_the_dashboard_migration_compiles_for_oracle() -> None:
+    """Step 5 on Oracle: nullable training_run columns, the two tables, the time index."""
+    from sqlalchemy.schema import CreateIndex
+
+    table = metadata.tables["training_run"]
+    for name in migrations.V5_TRAINING_RUN_COLUMNS:
+        col = table.c[name]
+        assert col.nullable and not col.primary_key
+        ddl = str(CreateColumn(col).compile(dialect=ORACLE_19))
+        assert ddl.startswith(f"{name} ") and '"' not in ddl and "NOT NULL" not in ddl
+    assert str(CreateColumn(table.c.key_params).compile(dialect=ORACLE_19)) == (
+        "key_params VARCHAR2(2000 CHAR)"
+    )
+    (index,) = metadata.tables["emotion_event"].indexes
+    assert str(CreateIndex(index).compile(dialect=ORACLE_19)) == (
+        "CREATE INDEX ix_emotion_event_start ON emotion_event (window_start)"
+    )
+    outcome = str(CreateTable(metadata.tables["url_outcome"]).compile(dialect=ORACLE_19))
+    assert "PRIMARY KEY (run_date, url_sha256)" in outcome and "bytes INTEGER" in outcome
+    result = str(CreateTable(metadata.tables["validation_result"]).compile(dialect=ORACLE_19))
+    assert "validated_at TIMESTAMP WITH TIME ZONE NOT NULL" in result
+    assert "PRIMARY KEY (run_date, suite)" in result

@@ -20,6 +20,9 @@ import httpx
 
 from emotionops.errors import EmotionOpsError
 
+#: The rule of a manifest row whose URL came earlier in the run (the first one wins).
+DUPLICATE_RULE = "duplicate"
+
 ALLOWED_SCHEMES = ("http", "https")
 
 #: Starter denylist: emoji, clip-art, colouring-page, icon and watermarked stock sites. An
@@ -236,7 +239,8 @@ def clean_manifest(
     rows: Iterable[Mapping[str, Any]], policy: UrlPolicy | _UrlsSettings | None = None
 ) -> tuple[list[dict], list[dict]]:
     """Split manifest rows into (kept, rejected); kept rows get the normalised URL and its hash,
-    rejected rows a `reason` and the `rule` that fired. The first occurrence of a URL wins (it
+    rejected rows a `reason`, the `rule` that fired and their url_sha256 too (the warehouse's
+    url_outcome key; a duplicate's is its kept URL's). The first occurrence of a URL wins (it
     has the best rank). `policy`: a UrlPolicy, `params.urls`, or None for the starter lists."""
     if not isinstance(policy, UrlPolicy):
         policy = UrlPolicy.from_params(policy)
@@ -246,12 +250,17 @@ def clean_manifest(
     for row in rows:
         verdict = policy.check(str(row.get("image_url") or ""))
         out = dict(row)
+        key = url_sha256(verdict.url)  # of the normalised URL when it parses, else the raw one
         if not verdict.ok:
-            rejected.append({**out, "reason": verdict.reason, "rule": verdict.rule})
+            rejected.append(
+                {**out, "url_sha256": key, "reason": verdict.reason, "rule": verdict.rule}
+            )
             continue
         if verdict.url in seen:
-            rejected.append({**out, "reason": "duplicate url", "rule": "duplicate"})
+            rejected.append(
+                {**out, "url_sha256": key, "reason": "duplicate url", "rule": DUPLICATE_RULE}
+            )
             continue
         seen.add(verdict.url)
-        kept.append({**out, "image_url": verdict.url, "url_sha256": url_sha256(verdict.url)})
+        kept.append({**out, "image_url": verdict.url, "url_sha256": key})
     return kept, rejected

@@ -1,4 +1,4 @@
-"""The inference API: /predict, /model, /ingest, /healthz, /metrics and two pages.
+"""The inference API: /predict, /model, /ingest, /healthz, /metrics, two pages, the dashboard.
 
 `create_app` is a factory: nothing happens at import time, and every moving part (the model
 source, the face detector, the warehouse engine) can be handed in, so tests and the edge
@@ -47,6 +47,7 @@ from emotionops.api.upload import (
 )
 from emotionops.clean.faces import FaceBox, crop_face
 from emotionops.errors import EmotionOpsError
+from emotionops.notice import LAWFUL_USE
 from emotionops.params import Params
 from emotionops.settings import Settings
 
@@ -55,12 +56,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 MIN_PRODUCTION_TOKEN_CHARS = 16
 INGEST_BYTES_PER_WINDOW = 1024  # a window row is ~300 bytes of JSON: the body cap of /ingest
-LAWFUL_USE = (
-    "Lawful use only. Emotion recognition of people in a venue needs clear signage telling "
-    "visitors before they enter a camera's view. It must not be used on employees at work or "
-    "in education (EU AI Act, Art. 5(1)(f)). The labels estimate facial expressions, not "
-    "what a person feels."
-)
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -300,14 +295,29 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
 
-    def page(request: Request, name: str, **context: Any) -> HTMLResponse:
-        response = templates.TemplateResponse(
-            request, name, {"notice": LAWFUL_USE, "params": ap, **context}
-        )
+    def secure(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
+
+    def page(request: Request, name: str, **context: Any) -> Response:
+        return secure(
+            templates.TemplateResponse(
+                request, name, {"notice": LAWFUL_USE, "params": ap, **context}
+            )
+        )
+
+    # The dashboard (emotionops.dashboard) and the Data Docs site its pages link to.
+    from emotionops.dashboard.routes import dashboard_router
+    from emotionops.validation import data_docs_index
+
+    app.include_router(dashboard_router(warehouse.engine, params, settings.data_path, secure))
+    app.mount(
+        "/dashboard/data-docs",
+        StaticFiles(directory=data_docs_index(settings).parent, html=True, check_dir=False),
+        name="data-docs",
+    )
 
     # /predict ------------------------------------------------------------------------------
     upload_doc = {
@@ -444,11 +454,11 @@ def create_app(
 
     # Pages -------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def upload_page(request: Request) -> HTMLResponse:
+    def upload_page(request: Request) -> Response:
         return page(request, "upload.html", title="Try a photo")
 
     @app.get("/cameras/{camera_id}", response_class=HTMLResponse, include_in_schema=False)
-    def camera_page(request: Request, camera_id: str) -> HTMLResponse:
+    def camera_page(request: Request, camera_id: str) -> Response:
         return page(request, "camera.html", title=f"Camera {camera_id}", camera_id=camera_id)
 
     @app.get("/api/cameras/{camera_id}/counts")

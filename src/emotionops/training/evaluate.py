@@ -83,6 +83,7 @@ class Evaluation:
     macro_f1: float
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
+    loss: float | None = None  # mean cross-entropy (see cross_entropy)
     flip_consistency: float | None = None  # share of faces whose label survives a mirror
     flip_accuracy: float | None = None
     predict_images_per_s: float | None = None
@@ -90,8 +91,11 @@ class Evaluation:
     y_pred: np.ndarray | None = field(default=None, repr=False)  # predicted label indices
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
-        """Flat metrics (for MLflow and DVC): accuracy, macro_f1, flip, <label>_<metric>."""
+        """Flat metrics (for MLflow and DVC): accuracy, macro_f1, loss, flip,
+        <label>_<metric>."""
         out = {f"{prefix}accuracy": self.accuracy, f"{prefix}macro_f1": self.macro_f1}
+        if self.loss is not None:
+            out[f"{prefix}loss"] = self.loss
         if self.flip_consistency is not None:
             out[f"{prefix}flip_consistency"] = self.flip_consistency
         for label, values in self.per_class.items():
@@ -103,6 +107,26 @@ class Evaluation:
         out = asdict(self)
         out.pop("y_pred")
         return out
+
+
+#: Probabilities are clipped to [EPSILON, 1] before the log (Keras' backend epsilon): one
+#: confidently wrong face costs -log(1e-7) = 16.1 instead of an infinite mean.
+EPSILON = 1e-7
+
+
+def cross_entropy(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean categorical cross-entropy of probabilities [N, K] against label indices.
+
+    Each row is renormalised over its K columns first: a 7-class model scored on 4 labels
+    then gets the loss of its distribution over those 4 (the same outputs its argmax uses),
+    and a softmax row is unchanged. No label smoothing: this is the model's loss on the
+    data, comparable between runs whatever their training recipe (the training curves'
+    val_loss includes train.label_smoothing, so it reads higher)."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
+    sums = p.sum(axis=1, keepdims=True)
+    p = np.divide(p, sums, out=np.full(p.shape, 1.0 / p.shape[1]), where=sums > 0)
+    picked = p[np.arange(len(p)), np.asarray(y_true, dtype=int)]
+    return float(np.mean(-np.log(np.clip(picked, EPSILON, 1.0))))
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> Evaluation:
@@ -139,6 +163,7 @@ def evaluate_probs(
     cols = list(columns) if columns is not None else list(range(len(labels)))
     y_pred = probs[:, cols].argmax(axis=1)
     result = score(y_true, y_pred, labels)
+    result.loss = cross_entropy(probs[:, cols], y_true)
     result.y_pred = y_pred
     result.predict_images_per_s = len(x) / elapsed if elapsed > 0 else None
     if flip_check:
@@ -201,6 +226,7 @@ def write_evaluation(out: Path, result: Evaluation, title: str = "test") -> Path
         "n_images": result.n_images,
         "accuracy": result.accuracy,
         "macro_f1": result.macro_f1,
+        "loss": result.loss,
         "flip_consistency": result.flip_consistency,
         "flip_accuracy": result.flip_accuracy,
         "predict_images_per_s": result.predict_images_per_s,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from emotionops.params import Params
     from emotionops.settings import Settings
+    from emotionops.validation.docs_offline import AssetSources
 
     Rows = pd.DataFrame | Iterable[Mapping[str, Any]]
 
@@ -37,6 +38,8 @@ __all__ = [
     "ValidationFailed",
     "ValidationReport",
     "data_docs_index",
+    "data_docs_site",
+    "docs_assets",
     "gx_project_root",
     "require",
     "validate_images",
@@ -54,6 +57,24 @@ def data_docs_index(settings: Settings) -> Path:
     """Where the Data Docs site's index.html is (it exists once a validation has run)."""
     return (
         gx_project_root(settings) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    )
+
+
+def data_docs_site(settings: Settings) -> Path:
+    """The Data Docs site's root folder; a validation result's `docs_path` (warehouse table
+    validation_result, site-relative) is `data_docs_site(settings) / docs_path`."""
+    return data_docs_index(settings).parent
+
+
+def docs_assets(settings: Settings) -> AssetSources:
+    """Where the local copies of the Data Docs' CDN assets are read from (docs_offline);
+    relative folders are taken from the project directory, like data_dir."""
+    from emotionops.validation.docs_offline import asset_sources
+
+    bundled = settings.data_docs_assets_dir
+    return asset_sources(
+        settings.project_dir / settings.system_javascript_dir,
+        settings.project_dir / bundled if bundled else None,
     )
 
 
@@ -82,6 +103,7 @@ def validate_urls(
         parts,
         _run_name("urls", run_date),
         params.validation.examples,
+        docs_assets(settings),
     )
 
 
@@ -103,6 +125,7 @@ def validate_images(
         parts,
         _run_name("images", run_date),
         params.validation.examples,
+        docs_assets(settings),
     )
 
 
@@ -133,4 +156,5 @@ def validate_split(
         parts,
         _run_name("split", run_date),
         params.validation.examples,
+        docs_assets(settings),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ class SuiteStats:
     evaluated: int
     successful: int
     page: Path | None = None  # this run's Data Docs page for the suite
+    n_rows: int | None = None  # rows of the table this suite saw
+    validated_at: datetime | None = None  # GX's run time of the validation (UTC)
 
     @property
     def failed(self) -> int:
@@ -259,11 +262,18 @@ class _Collector:
         validation_result: Any,
         order: Sequence[str] = (),
         page: Path | None = None,
+        n_rows: int | None = None,
     ) -> None:
         stats = validation_result.statistics
+        when = (getattr(validation_result, "meta", None) or {}).get("validation_time")
         self.suites.append(
             SuiteStats(
-                suite, stats["evaluated_expectations"], stats["successful_expectations"], page
+                suite,
+                stats["evaluated_expectations"],
+                stats["successful_expectations"],
+                page,
+                n_rows,
+                when if isinstance(when, datetime) else None,
             )
         )
         self.failures += failures_from(suite, validation_result, self.examples, order)

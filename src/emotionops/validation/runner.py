@@ -8,6 +8,7 @@ the suites always reflect today's params.yaml and a re-run never duplicates a de
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,10 @@ import pandas as pd
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from emotionops.validation.docs_offline import AssetSources, make_offline
 from emotionops.validation.report import ValidationReport, _Collector
+
+log = logging.getLogger(__name__)
 
 DATASOURCE = "emotionops"
 BATCH = "whole_table"
@@ -74,9 +78,15 @@ def docs_page(ctx, resource_identifier=None) -> Path:
 
 
 def run_parts(
-    project_root: Path, name: str, parts: Sequence[Part], run_name: str, examples: int
+    project_root: Path,
+    name: str,
+    parts: Sequence[Part],
+    run_name: str,
+    examples: int,
+    assets: AssetSources,
 ) -> ValidationReport:
-    """Run each part's checkpoint (which also updates Data Docs) and collect one report."""
+    """Run each part's checkpoint (which also updates Data Docs), make the site render
+    offline with local copies of its CDN assets (`assets`), and collect one report."""
     ctx = file_context(project_root)
     collected = _Collector(name, examples)
     run_id = RunIdentifier(run_name=run_name)
@@ -111,5 +121,12 @@ def run_parts(
         result = checkpoint.run(batch_parameters={"dataframe": part.frame}, run_id=run_id)
         for result_id, suite_result in result.run_results.items():
             order = [str(e.id) for e in suite.expectations]
-            collected.add(part.suite, suite_result, order, docs_page(ctx, result_id))
-    return collected.report(len(parts[0].frame), docs_page(ctx), run_name)
+            collected.add(
+                part.suite, suite_result, order, docs_page(ctx, result_id), len(part.frame)
+            )
+    index = docs_page(ctx)
+    try:
+        make_offline(index.parent, assets)  # every page, also those of earlier builds
+    except (OSError, UnicodeError) as exc:  # Data Docs never fail a validation run
+        log.warning("Data Docs at %s were not made offline: %s", index.parent, exc)
+    return collected.report(len(parts[0].frame), index, run_name)

@@ -3,7 +3,7 @@
 Library functions (used by the CLI, the pipeline stages and so the Airflow DAG):
 `connect`, `init_schema`/`migrate`, `load_urls`, `load_images`, `load_dataset_version`,
 `load_run` (an MLflow run -> the reporting tables), `load_promotions`,
-`load_emotion_events`, `table_counts`, `build_report`/`render_report`.
+`load_emotion_events`, `load_url_outcomes`, `load_validation_results`, `table_counts`, `build_report`/`render_report`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ from emotionops.warehouse.loaders import (
     load_promotions,
     load_table,
     load_training_run,
+    load_url_outcomes,
     load_urls,
+    load_validation_results,
     table_counts,
+    url_outcome_rows,
+    validation_rows,
 )
 from emotionops.warehouse.migrations import MigrationReport, migrate
 
@@ -84,12 +88,16 @@ __all__ = [
     "load_run",
     "load_table",
     "load_training_run",
+    "load_url_outcomes",
     "load_urls",
+    "load_validation_results",
     "migrate",
     "open_warehouse",
     "render_report",
     "safe_url",
     "table_counts",
     "upsert",
+    "url_outcome_rows",
+    "validation_rows",
     "write_tables",
 ]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Engine, Float, Integer, String, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from emotionops.acquire.urls import DUPLICATE_RULE
 from emotionops.warehouse.db import BATCH_SIZE, WarehouseError, key_columns, write_tables
 from emotionops.warehouse.schema import (
     DATA_TABLES,
@@ -27,7 +29,12 @@ from emotionops.warehouse.schema import (
     image_url,
     model_promotion,
     training_run,
+    url_outcome,
+    validation_result,
 )
+
+if TYPE_CHECKING:
+    from emotionops.validation.report import ValidationReport
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -217,6 +224,139 @@ def load_emotion_events(engine: Engine, windows: Iterable[Any]) -> int:
             }
         )
     return load_table(engine, emotion_event, rows)
+
+
+#: url_outcome.stage values.
+URL_CLEANUP_STAGE = "url_cleanup"
+DOWNLOAD_STAGE = "download"
+
+
+def _clip(text: Any, column: str) -> str | None:
+    """Free text (a reason) cut to the column's length: a long error message must not make
+    the whole run's load fail."""
+    if text is None or text == "":
+        return None
+    limit = url_outcome.c[column].type.length
+    text = str(text)
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def url_outcome_rows(
+    run_date: str,
+    rejected: Iterable[Mapping[str, Any]],
+    downloads: Iterable[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """One url_outcome row per distinct URL of a run: its download record (stage
+    'download', status ok | rejected | failed) or, for URLs cleanup dropped, its
+    rejected.csv row (stage 'url_cleanup', status 'rejected', the rule that fired).
+
+    Keys are (run_date, url_sha256 of the normalised URL), so a manifest row that cleanup
+    dropped as a duplicate of a kept URL is that URL: its download record stands for it
+    (and the first of several rejected copies of one URL wins, in manifest order). A URL in
+    both files (rejected.csv rewritten with other cleanup rules after the download) keeps
+    its download record. Cleanup's later copies of a URL (rule 'duplicate') are counted in
+    that URL's `duplicates`. Every row must carry url_sha256."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in downloads:
+        ok = r.get("status") == "ok"
+        out.setdefault(
+            str(r.get("url_sha256") or ""),
+            {
+                "run_date": run_date,
+                "url_sha256": r.get("url_sha256"),
+                "label": r.get("label"),
+                "stage": DOWNLOAD_STAGE,
+                "status": r.get("status"),
+                "rule": None,
+                "reason": _clip(r.get("reason"), "reason"),
+                "sha256": r.get("sha256") if ok else None,
+                "path": r.get("path") if ok else None,
+                "bytes": r.get("bytes") if ok else None,
+                "duplicates": 0,
+            },
+        )
+    for r in rejected:
+        key = str(r.get("url_sha256") or "")
+        if r.get("rule") == DUPLICATE_RULE and key in out:
+            out[key]["duplicates"] += 1  # the same URL again: counted on its own row
+            continue
+        out.setdefault(
+            str(r.get("url_sha256") or ""),
+            {
+                "run_date": run_date,
+                "url_sha256": r.get("url_sha256"),
+                "label": r.get("label"),
+                "stage": URL_CLEANUP_STAGE,
+                "status": "rejected",
+                "rule": _clip(r.get("rule"), "rule"),
+                "reason": _clip(r.get("reason"), "reason"),
+                "sha256": None,
+                "path": None,
+                "bytes": None,
+                "duplicates": 0,
+            },
+        )
+    missing = out.pop("", None)
+    if missing is not None:
+        raise WarehouseError(f"url_outcome: a row has no url_sha256: {missing}")
+    return list(out.values())
+
+
+def load_url_outcomes(
+    engine: Engine,
+    run_date: str,
+    rejected: Iterable[Mapping[str, Any]],
+    downloads: Iterable[Mapping[str, Any]],
+    batch_size: int = BATCH_SIZE,
+) -> int:
+    """A run's URL cleanup rejects and download records -> url_outcome (see
+    url_outcome_rows), upserted on (run_date, url_sha256): a re-run updates in place. An
+    empty run (no manifest: imported data only) writes nothing."""
+    rows = check_rows(
+        url_outcome, url_outcome_rows(run_date, rejected, downloads), allow_empty=True
+    )
+    if not rows:
+        return 0
+    return write_tables(engine, [(url_outcome, rows)], batch_size)[url_outcome.name]
+
+
+def validation_rows(
+    reports: Iterable[ValidationReport], run_date: str, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One validation_result row per suite of `reports`: GX's run time, success, expectation
+    counts, the rows the suite saw, and its result page relative to the Data Docs site root
+    (the folder of the site's index.html; the index itself when the page is unknown).
+    `now` stands in for a missing GX run time (GX always sets it)."""
+    rows = []
+    for report in reports:
+        root = Path(report.data_docs).parent
+        broken = {f.suite for f in report.failures}
+        for s in report.suites:
+            try:
+                page = Path(s.page).relative_to(root).as_posix() if s.page else None
+            except ValueError:  # a page outside the site: link the index
+                page = None
+            rows.append(
+                {
+                    "run_date": run_date,
+                    "suite": s.suite,
+                    "validated_at": s.validated_at or now or datetime.now(UTC),
+                    "success": s.failed == 0 and s.suite not in broken,
+                    "evaluated": s.evaluated,
+                    "failed": s.failed,
+                    "n_rows": s.n_rows,
+                    "docs_path": page or Path(report.data_docs).name,
+                }
+            )
+    return rows
+
+
+def load_validation_results(
+    engine: Engine, reports: Iterable[ValidationReport], run_date: str
+) -> int:
+    """Great Expectations reports -> validation_result, one row per (run_date, suite): a
+    re-validation of the same run date replaces the earlier result."""
+    return load_table(engine, validation_result, validation_rows(reports, run_date))
 
 
 def table_counts(engine: Engine) -> dict[str, int]:

@@ -85,7 +85,7 @@ def report_queries(recent: int = RECENT) -> dict[str, Select[Any]]:
     }
 
 
-def _reason_kind(reason: str | None) -> str:
+def reason_kind(reason: str | None) -> str:
     """'too small: 40x40 < 64' -> 'too small': group rejections by their rule."""
     return (reason or "no reason recorded").split(":", 1)[0].strip()
 
@@ -106,7 +106,7 @@ def build_report(engine: Engine, recent: int = RECENT) -> dict[str, Any]:
         raise WarehouseError(f"reading the warehouse failed: {first_line(exc)}") from exc
     reasons: Counter[str] = Counter()
     for reason, count in rows["reject_reasons"]:
-        reasons[_reason_kind(reason)] += count
+        reasons[reason_kind(reason)] += count
     dataset = rows["dataset"][0]._asdict() if rows["dataset"] else None
     by_camera_label: dict[str, dict[str, int]] = {}
     for camera, label, faces in rows["camera_labels"]:

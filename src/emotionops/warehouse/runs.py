@@ -90,6 +90,75 @@ def parse_confusion_csv(text: str, labels: list[str]) -> list[dict[str, Any]]:
     return cells
 
 
+#: training_run.key_params: the recipe at a glance (param name as logged -> key shown).
+#: Everything else the run logged stays in MLflow; augment.* params follow, flat.
+KEY_PARAMS = (
+    ("model", "model"),
+    ("image_size", "image_size"),
+    ("width", "width"),
+    ("weights", "weights"),
+    ("init_from", "init_from"),
+    ("batch_size", "batch_size"),
+    ("optimizer", "optimizer"),
+    ("learning_rate", "learning_rate"),
+    ("lr_schedule", "lr_schedule"),
+    ("epochs", "epochs"),
+    ("max_minutes", "max_minutes"),
+    ("precision", "precision"),
+    ("partners", "partners"),
+    ("flip_average", "flip_average"),
+    ("distill_from", "distill_from"),
+    ("label_smoothing", "label_smoothing"),
+    ("balance", "balance"),
+)
+AUGMENT_PREFIX = "augment."
+KEY_PARAMS_LIMIT = training_run.c.key_params.type.length
+
+
+def _param_value(text: str) -> Any:
+    """A logged param back as JSON: MLflow keeps strings ("48", '["fer"]', "True", "")."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text in ("None", ""):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def key_params(params: dict[str, str]) -> str | None:
+    """The recipe's main params as a flat JSON object (training_run.key_params): KEY_PARAMS
+    in order, then the augment.* params under their logged names (flat, so any table can
+    show each as a row). Under the column's 2000 characters: should values be long, the
+    augment.* params go first, then the last params. None when none of them was logged."""
+    picked = {key: _param_value(params[name]) for name, key in KEY_PARAMS if name in params}
+    picked |= {
+        name: _param_value(value)
+        for name, value in sorted(params.items())
+        if name.startswith(AUGMENT_PREFIX)
+    }
+    text = json.dumps(picked, separators=(",", ":"))
+    while picked and len(text) > KEY_PARAMS_LIMIT:
+        augment = [k for k in picked if k.startswith(AUGMENT_PREFIX)]
+        picked.pop(augment[-1] if augment else next(reversed(picked)))
+        text = json.dumps(picked, separators=(",", ":"))
+    return text if picked else None
+
+
+def _last(points: list) -> float | None:
+    """The value at the last step (epoch) of a metric history."""
+    return _float(max(points, key=lambda p: (p.step, p.timestamp)).value) if points else None
+
+
+def _duration(metrics: dict[str, float]) -> float | None:
+    """Training time: fit (train_seconds) plus the teachers' pass (distill_seconds)."""
+    parts = [_float(metrics.get(k)) for k in ("train_seconds", "distill_seconds")]
+    if parts[0] is None:
+        return None
+    return sum(p for p in parts if p is not None)
+
+
 def read_run(tracking_uri: str, run_id: str, run_date: str | None = None) -> RunReport:
     """Read everything the warehouse keeps about `run_id` from the tracking server."""
     from mlflow import MlflowClient
@@ -167,6 +236,13 @@ def read_run(tracking_uri: str, run_id: str, run_date: str | None = None) -> Run
         "test_macro_f1": _float(metrics.get("test_macro_f1")),
         "git_commit": tags.get("git_commit"),
         "started_at": started,
+        "labels": json.dumps(labels),
+        "train_accuracy": _last(history["train_accuracy"]),
+        "train_loss": _last(history["train_loss"]),
+        "val_loss": _last(history["val_loss"]),
+        "test_loss": _float(metrics.get("test_loss")),  # None for runs logged before it
+        "duration_s": _duration(metrics),
+        "key_params": key_params(params),
     }
     classes = []
     for label, values in per_class.items():

@@ -244,6 +244,7 @@ url_outcome = Table(
     Column("sha256", String(64), comment="sha256 of the downloaded bytes (image.sha256)"),
     Column("path", String(512), comment="stored file, relative to the data folder"),
     Column("bytes", Integer),
+    Column("duplicates", Integer, comment="more manifest rows of this URL that cleanup dropped"),
 )
 
 #: One row per (run date, suite): the latest Great Expectations result for that batch.
