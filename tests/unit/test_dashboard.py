@@ -134,8 +134,12 @@ def test_thumbnails_come_from_training_images_inside_the_data_folder(seeded, tmp
         [{"sha256": hostile, "label": "happy", "status": "accepted",
           "face_path": "../../../etc/hostname"}],
     )  # fmt: skip
-    with pytest.raises(ThumbnailError, match="leaves the data folder"):
-        thumbnail_source(engine, data_root, hostile)
+    try:
+        with pytest.raises(ThumbnailError, match="leaves the data folder"):
+            thumbnail_source(engine, data_root, hostile)
+    finally:
+        with engine.begin() as conn:  # the module's other tests read this warehouse
+            conn.execute(image.delete().where(image.c.sha256 == hostile))
     # A decompression bomb is refused from its header, before decoding.
     bomb = tmp_path / "bomb.png"
     Image.new("L", (5000, 5000)).save(bomb)
@@ -193,8 +197,9 @@ def test_an_old_warehouse_gets_the_init_hint(tmp_path) -> None:
 def test_bundle_is_self_contained(seeded, tmp_path) -> None:
     engine, data_root, _ = seeded
     docs = tmp_path / "site"
-    (docs / "validations").mkdir(parents=True)
+    (docs / "validations" / "urls").mkdir(parents=True)
     (docs / "index.html").write_text("<html>docs</html>")
+    (docs / "validations" / "urls" / f"{RUN_DATES[0]}.html").write_text("<html>result</html>")
     out = tmp_path / "report"
     report = build_bundle(engine, Params(), data_root, out, docs)
     assert sorted(report.pages) == sorted(["index.html", *(f"{p}.html" for p in PAGES)])
@@ -209,6 +214,10 @@ def test_bundle_is_self_contained(seeded, tmp_path) -> None:
                 continue
             assert "://" not in ref and not ref.startswith("/"), (page, ref)
             assert (out / ref.split("#")[0]).exists(), (page, ref)
+    # Results link to their Data Docs page when the copy has it (only one page was made).
+    quality = (out / "quality.html").read_text()
+    assert quality.count('class="docs-link"') == 1
+    assert f'href="data-docs/validations/urls/{RUN_DATES[0]}.html"' in quality
     # Rebuilding in place works; a folder holding someone else's files is refused.
     build_bundle(engine, Params(), data_root, out, docs)
     assert (out / MARKER).is_file()

@@ -98,6 +98,7 @@ def test_each_stage_lives_in_its_package() -> None:
         "training": ["train.py", "evaluate.py", "export.py"],
         "edge": ["service.py", "camera.py"],
         "api": ["__init__.py"],
+        "dashboard": ["models.py", "quality.py", "analytics.py", "pages.py", "bundle.py"],
     }
     missing = [
         f"{p}/{f}" for p, files in stages.items() for f in files if not (PACKAGE / p / f).is_file()
@@ -105,6 +106,7 @@ def test_each_stage_lives_in_its_package() -> None:
     assert missing == []
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == [
-        "__init__.py", "cli.py", "demo.py", "errors.py", "files.py", "gate.py", "params.py",
+        "__init__.py", "cli.py", "demo.py", "errors.py", "files.py", "gate.py", "notice.py",
+        "params.py",
         "pipeline.py", "progress.py", "registry.py", "settings.py", "tracking.py",
     ]  # fmt: skip

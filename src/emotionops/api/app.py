@@ -60,6 +60,10 @@ CSP = (
     "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+#: plotly.js (4.1.1) adds its chart styles as <style> rules at run time, which a strict
+#: style-src blocks (plotly/plotly.js#7543: its CSP-strict build is not published), so the
+#: dashboard allows inline styles; scripts stay 'self' only, and every page is autoescaped.
+DASHBOARD_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 
 
 class ApiConfigError(EmotionOpsError):
@@ -295,8 +299,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
 
-    def secure(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = CSP
+    def secure(response: Response, csp: str = CSP) -> Response:
+        response.headers["Content-Security-Policy"] = csp
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
@@ -312,7 +316,14 @@ def create_app(
     from emotionops.dashboard.routes import dashboard_router
     from emotionops.validation import data_docs_index
 
-    app.include_router(dashboard_router(warehouse.engine, params, settings.data_path, secure))
+    app.include_router(
+        dashboard_router(
+            warehouse.engine,
+            params,
+            settings.data_path,
+            lambda response: secure(response, DASHBOARD_CSP),
+        )
+    )
     app.mount(
         "/dashboard/data-docs",
         StaticFiles(directory=data_docs_index(settings).parent, html=True, check_dir=False),

@@ -110,6 +110,9 @@ def build_bundle(
     if data_docs_site is not None and data_docs_site.is_dir():
         shutil.copytree(data_docs_site, out / "data-docs")
         report.data_docs = True
+    for result in data["quality"]["validations"]:  # no link to a page the copy lacks
+        if result["docs_path"] and not (out / "data-docs" / result["docs_path"]).is_file():
+            result["docs_path"] = None
     (out / "index.html").write_text(render_index(BUNDLE, generated, where), encoding="utf-8")
     report.pages.append("index.html")
     for name in PAGES:

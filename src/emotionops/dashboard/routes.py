@@ -106,7 +106,7 @@ def dashboard_router(
             if last is not None:
                 last = last.replace(hour=0) + _ONE_DAY  # the end day is included
             data = await run_in_threadpool(
-                analytics_data, engine(), camera or None, first, last, bucket or dp.default_bucket
+                analytics_data, engine(), camera or None, first, last, bucket or None, dp
             )
         except AnalyticsError as exc:
             return JSONResponse({"error": "bad_filter", "detail": str(exc)}, status_code=422)

@@ -10,7 +10,8 @@
 
   function fmt(value, digits) {
     if (value === null || value === undefined || Number.isNaN(value)) return "–";
-    return typeof value === "number" ? value.toFixed(digits === undefined ? 3 : digits) : String(value);
+    if (typeof value !== "number") return String(value);
+    return Number.isInteger(value) && digits === undefined ? String(value) : value.toFixed(digits === undefined ? 3 : digits);
   }
 
   function draw(id, traces, layout) {
@@ -50,6 +51,10 @@
     return `${r.run_date || ""} ${r.model_name}${version} (${r.run_id.slice(0, 8)})`;
   }
 
+  function modelName(r) {
+    return r.model_version ? `${r.model_name} v${r.model_version}` : `${r.model_name} (unregistered)`;
+  }
+
   function confusionChart(id, run) {
     draw(id, [{
       type: "heatmap", z: run.confusion, x: run.labels, y: run.labels, colorscale: "Blues",
@@ -84,7 +89,7 @@
     const keys = Array.from(new Set([...Object.keys(a.key_params), ...Object.keys(b.key_params)])).sort();
     const rows = [
       ["run", a.run_id, b.run_id],
-      ["model", `${a.model_name} v${a.model_version || "–"}`, `${b.model_name} v${b.model_version || "–"}`],
+      ["model", modelName(a), modelName(b)],
       ["champion", a.champion ? "yes" : "no", b.champion ? "yes" : "no"],
       ["architecture", a.model_type, b.model_type],
       ["labels", a.labels.join(", "), b.labels.join(", ")],
@@ -213,9 +218,13 @@
     rows.forEach((r) => cell.set(`${r.label}|${r.bucket_start}`, cell.get(`${r.label}|${r.bucket_start}`) + r.faces));
     const per = f.bucket === "hour" ? "hour" : "day";
     const where = f.camera ? `camera ${f.camera}` : "all cameras";
+    // Bucket starts on a date axis, one tick label per bucket size (UTC).
+    const timeAxis = per === "day"
+      ? { type: "date", tickformat: "%Y-%m-%d", dtick: DAY_MS }
+      : { type: "date", tickformat: "%b %d %H:00" };
     draw("chart-timeline", labels.map((label) => ({
       type: "bar", name: label, x: buckets, y: buckets.map((b) => cell.get(`${label}|${b}`) || 0),
-    })), { title: `Faces per label per ${per} (UTC), ${where}`, barmode: "stack" });
+    })), { title: `Faces per label per ${per} (UTC), ${where}`, barmode: "stack", xaxis: timeAxis });
 
     const perLabel = sumBy(rows, "label", "faces");
     const total = labels.reduce((s, l) => s + (perLabel.get(l) || 0), 0);
@@ -233,9 +242,8 @@
     const trackSums = sumBy(tracks, "bucket_start", "tracks");
     const trackBuckets = Array.from(trackSums.keys()).sort();
     draw("chart-tracks", [{
-      type: "scatter", mode: "lines+markers", name: "tracks", x: trackBuckets,
-      y: trackBuckets.map((b) => trackSums.get(b)),
-    }], { title: `Tracked faces per ${per} (summed over windows), ${where}` });
+      type: "bar", name: "tracks", x: trackBuckets, y: trackBuckets.map((b) => trackSums.get(b)),
+    }], { title: `Tracked faces per ${per} (summed over windows), ${where}`, xaxis: timeAxis });
 
     fillTable($("totals-table"), ["Label", "Faces", "Share (%)"], [
       ...labels.map((l) => [l, perLabel.get(l) || 0, total ? (100 * (perLabel.get(l) || 0)) / total : 0]),
