@@ -21,6 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from _browser import screenshot
 from emotionops.acquire.scrape.driver import CHROME_ARGS
 from emotionops.acquire.urls import url_sha256
 from emotionops.params import Params
@@ -166,9 +167,8 @@ def test_index_fills_its_tables_offline(site, browser: WebDriver, tmp_path: Path
     errors, requested = open_page(browser, data_docs_index(settings))
     rows = browser.find_elements(By.CSS_SELECTOR, f"{INDEX_TABLE} tbody tr")
     elapsed = time.monotonic() - start
-    shot = tmp_path / "data-docs-index-offline.png"
-    assert browser.save_screenshot(str(shot))
-    print(f"screenshot: {shot}; index loaded and filled in {elapsed:.2f} s")
+    screenshot(browser, "data-docs-index-offline")
+    print(f"index loaded and filled in {elapsed:.2f} s")
     assert errors == []
     assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
     results = sum(len(r.suites) for r in reports)
@@ -205,9 +205,7 @@ def test_a_failed_result_page_renders_its_expectations_offline(
     stats = next(s for s in failed.suites if s.failed)
     assert stats.page is not None and stats.page.is_relative_to(data_docs_site(settings))
     errors, requested = open_page(browser, stats.page)
-    shot = tmp_path / "data-docs-result-offline.png"
-    assert browser.save_screenshot(str(shot))
-    print(f"screenshot: {shot}")
+    screenshot(browser, "data-docs-result-offline")
     assert errors == []
     assert [u for u in requested if not u.startswith(("file:", "data:"))] == []
     tables = browser.find_elements(By.CSS_SELECTOR, ".bootstrap-table table[data-toggle=table]")
