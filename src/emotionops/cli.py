@@ -710,21 +710,12 @@ def report_build(
     """Write the dashboard's pages (Models, Data quality, Emotion analytics) from the
     warehouse into a folder that opens from disk with no server and no network: Plotly's
     JavaScript, the sample thumbnails and a copy of the Data Docs are inside."""
-    from emotionops.dashboard.bundle import build_bundle
-    from emotionops.validation import data_docs_index
-    from emotionops.warehouse import open_warehouse, safe_url
+    from emotionops.pipeline import stage_report
+    from emotionops.warehouse import safe_url
 
     settings, params, _ = _context()
-    engine = open_warehouse(settings, migrate_schema=False)
     console.print(f"warehouse {safe_url(settings.resolved_warehouse_url())}")
-    report = build_bundle(
-        engine,
-        params,
-        settings.data_path,
-        out.resolve(),
-        data_docs_index(settings).parent,
-        f"({engine.dialect.name})",  # a shared report names no host
-    )
+    report = stage_report(settings, params, out.resolve())
     for line in report.thumbnails_missing:
         console.print(f"  thumbnail skipped: {line}")
     docs = "Data Docs copied" if report.data_docs else "no Data Docs yet (run a validation)"

@@ -135,6 +135,11 @@ def run_demo(
                 f"{sum(w.count for w in r.windows)} counted in {len(r.windows)} window rows"
             ),
         )
+        s.step(
+            "dashboard report",
+            lambda: pipeline.stage_report(settings, params, paths.report),
+            lambda r: f"{len(r.pages)} pages, {r.thumbnails} thumbnails -> {paths.report.name}/",
+        )
     print_summary(s, settings)
     return s
 
@@ -164,5 +169,8 @@ def print_summary(s: DemoSummary, settings: Settings) -> None:
     console.print(
         f"API and pages: `EMOTIONOPS_API_MODEL_DIR={model_dir} make api PORT=8000`, then open "
         f"http://127.0.0.1:8000/ (upload a photo) and http://127.0.0.1:8000/cameras/"
-        f"{s.camera_id} (the demo camera's counts)"
+        f"{s.camera_id} (the demo camera's counts), http://127.0.0.1:8000/dashboard (the "
+        "dashboard)"
     )
+    report = Path(settings.data_path) / "report" / "index.html"
+    console.print(f"dashboard report (static, opens offline): {report}")

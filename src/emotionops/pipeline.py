@@ -98,6 +98,11 @@ class DataPaths:
         return self.root / "edge-cache"
 
     @property
+    def report(self) -> Path:
+        """The static dashboard `make demo` writes (`emotionops report build`)."""
+        return self.root / "report"
+
+    @property
     def demo_video(self) -> Path:
         return self.root / "demo" / "demo.avi"
 
@@ -505,6 +510,26 @@ def stage_load_images(settings: Settings, params: Params, run_date: str) -> dict
     n_images = load_images(engine, rows, labels=params.labels, dataset=dataset_row)
     n_urls = load_url_outcomes(engine, run_date, *run_url_outcomes(paths, run_date))
     return {"images": n_images, "dataset_images": st.total, "url_outcomes": n_urls}
+
+
+def stage_report(settings: Settings, params: Params, out: Path):
+    """The dashboard's pages as a static report in `out` (emotionops.dashboard.bundle)."""
+    from emotionops.dashboard.bundle import build_bundle
+    from emotionops.validation import data_docs_index
+    from emotionops.warehouse import open_warehouse
+
+    engine = open_warehouse(settings, migrate_schema=False)
+    try:
+        return build_bundle(
+            engine,
+            params,
+            settings.data_path,
+            out,
+            data_docs_index(settings).parent,
+            f"({engine.dialect.name})",  # a shared report names no host
+        )
+    finally:
+        engine.dispose()
 
 
 def stage_train(

@@ -79,6 +79,12 @@ def test_demo_runs_end_to_end_and_is_safe_to_repeat(tmp_path: Path) -> None:
     assert run.labels and run.key_params and run.train_loss is not None
     assert any(p.is_file() for p in (project / "dvc-remote").rglob("*")), "nothing pushed to DVC"
     assert _registry(project) == (["1"], "1")
+    # The static dashboard: its pages hold the run, the ingest run and the demo camera.
+    report = project / "data" / "report"
+    assert "run_id" in (report / "models.html").read_text()
+    assert run.run_id in (report / "models.html").read_text()
+    assert any((report / "thumbs").glob("*.jpg")), "no sample thumbnails in the report"
+    assert '"camera_id"' in (report / "analytics.html").read_text()
 
     second = _demo(project)
     assert second.returncode == 0, second.stderr[-4000:]
