@@ -1,0 +1,196 @@
+"""Per-image annotator votes (FER+ and alike): reading a vote table, and what training and
+evaluation take from it.
+
+A vote table is a CSV with a `file` column (the image's path relative to the imported
+folder, e.g. `train/angry/fer0000000.png`) and one count column per voted class. FER+'s own
+table (`ferplus.csv`: neutral, happiness, ..., contempt, unknown, NF) is recognised by its
+columns and mapped onto the project's label names; any other table names its classes by
+label, or maps them with `mapping` ({column: label, or None for "not an emotion"}).
+
+Two readings of one image's votes (Barsoum et al. 2016, "Training deep networks for facial
+expression recognition with crowd-sourced label distribution", FER+'s protocol):
+- majority: drop single votes as outliers, then the class with more than half of the
+  remaining votes, unless it is not an emotion (unknown, not a face). No majority: none.
+- distribution ("probability" scheme): the votes (single votes dropped) restricted to the
+  label set, normalised. Votes outside the set (contempt when it is not a label, unknown,
+  not a face) are not counted; an image with no vote left in the set has none.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emotionops.dataset.split import DatasetError
+
+FILE_COLUMN = "file"
+#: FER+'s vote columns (ferplus.csv), and the project label each one stands for.
+FERPLUS_CLASSES: dict[str, str | None] = {
+    "neutral": "neutral",
+    "happiness": "happy",
+    "surprise": "surprise",
+    "sadness": "sad",
+    "anger": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "contempt": "contempt",
+    "unknown": None,  # the annotator could not tell
+    "NF": None,  # not a face
+}
+#: Columns of FER+'s table that are not votes.
+FERPLUS_INFO = ("split", "ferplus_name")
+#: A class with this many votes or fewer is an outlier in FER+'s protocol.
+OUTLIER_VOTES = 1
+
+
+class VoteTableError(DatasetError):
+    """A vote table that cannot be used as it is; the message names the row or column."""
+
+
+@dataclass(frozen=True)
+class VoteTable:
+    """Votes per image file, by class (the table's columns), and how classes map to labels."""
+
+    classes: tuple[str, ...]
+    mapping: dict[str, str | None]  # class -> project label; None: not an emotion
+    votes: dict[str, tuple[int, ...]]  # file -> counts in `classes` order
+    skipped: list[str] = field(default_factory=list)  # "row N (file): why", with --skip-bad
+
+    def label_votes(self, file: str, labels: Sequence[str]) -> np.ndarray | None:
+        """The file's votes mapped onto `labels` (single votes dropped); None: no row."""
+        counts = self.votes.get(file)
+        if counts is None:
+            return None
+        out = np.zeros(len(labels), np.float32)
+        index = {label: i for i, label in enumerate(labels)}
+        for cls, n in zip(self.classes, counts, strict=True):
+            target = self.mapping[cls]
+            if target in index and n > OUTLIER_VOTES:
+                out[index[target]] += n
+        return out
+
+
+def _mapping(columns: Sequence[str], mapping: Mapping[str, str | None] | None,
+             known: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:  # fmt: skip
+    """The vote columns and their labels: FER+'s when the table has FER+'s columns, else
+    each column named by a label or by `mapping` (every other column is an error)."""
+    given = dict(mapping or {})
+    vote_columns = [c for c in columns if c != FILE_COLUMN and c not in FERPLUS_INFO]
+    ferplus = set(FERPLUS_CLASSES) <= set(vote_columns)
+    out: dict[str, str | None] = {}
+    unmapped = []
+    for column in vote_columns:
+        if column in given:
+            out[column] = given[column]
+        elif ferplus and column in FERPLUS_CLASSES:
+            out[column] = FERPLUS_CLASSES[column]
+        elif column in known:
+            out[column] = column
+        else:
+            unmapped.append(column)
+    if unmapped:
+        raise VoteTableError(
+            f"vote columns {unmapped} are neither labels ({list(known)}) nor mapped: map each "
+            "to a label or to nothing, e.g. --vote-map 'anger=angry,unknown='"
+        )
+    bad = {c: t for c, t in out.items() if t is not None and t not in known}
+    if bad:
+        raise VoteTableError(f"vote columns mapped to unknown labels: {bad}; labels: {list(known)}")
+    return vote_columns, out
+
+
+def _count(text: str | None) -> int:
+    try:
+        value = float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or not value.is_integer():
+        raise ValueError(f"{text!r} is not a vote count (a whole number >= 0)")
+    return int(value)
+
+
+def read_vote_table(
+    path: Path,
+    known_labels: Sequence[str],
+    mapping: Mapping[str, str | None] | None = None,
+    skip_bad: bool = False,
+) -> VoteTable:
+    """Read and check a vote table. `known_labels`: every label a column may map to (the
+    label set plus the classes the dataset knows, e.g. FER2013's seven and contempt). A bad
+    row (non-numeric or negative count, no vote at all, a file twice) raises VoteTableError
+    naming it, or with `skip_bad` is left out and listed in `skipped`."""
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise VoteTableError(f"cannot read the vote table {path}: {exc.strerror}") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if FILE_COLUMN not in columns:
+            raise VoteTableError(
+                f"{path}: no `{FILE_COLUMN}` column (the image's path in the imported folder); "
+                f"columns: {columns}"
+            )
+        classes, class_map = _mapping(columns, mapping, known_labels)
+        votes: dict[str, tuple[int, ...]] = {}
+        skipped: list[str] = []
+        for number, row in enumerate(reader, start=2):  # row 1 is the header
+            file = (row.get(FILE_COLUMN) or "").strip()
+            try:
+                if not file:
+                    raise ValueError("no file name")
+                if file in votes:
+                    raise ValueError("the file has an earlier row")
+                counts = tuple(_count(row.get(c)) for c in classes)
+                if sum(counts) == 0:
+                    raise ValueError("no votes")
+            except ValueError as exc:
+                where = f"{path.name} row {number}" + (f" ({file})" if file else "")
+                if not skip_bad:
+                    raise VoteTableError(
+                        f"{where}: {exc} (--skip-bad leaves such rows out)"
+                    ) from exc
+                skipped.append(f"{where}: {exc}")
+                continue
+            votes[file] = counts
+    if not votes:
+        raise VoteTableError(f"{path}: no usable rows")
+    return VoteTable(tuple(classes), class_map, votes, skipped)
+
+
+def check_files(table: VoteTable, files: Iterable[str], skip_bad: bool = False) -> list[str]:
+    """Every voted file must be an image of the imported folder: the unknown ones raise
+    (naming the first few), or with `skip_bad` are returned to be listed."""
+    unknown = sorted(set(table.votes) - set(files))
+    if unknown and not skip_bad:
+        raise VoteTableError(
+            f"{len(unknown)} voted files are not in the imported folder, e.g. {unknown[:3]} "
+            "(paths are relative to the folder; --skip-bad leaves them out)"
+        )
+    return unknown
+
+
+def majority_label(votes: np.ndarray, all_votes: int) -> int | None:
+    """FER+'s majority on votes already mapped to labels (single votes dropped): the index of
+    the label with more than half of `all_votes` (every vote left, in or out of the label
+    set), or None (no majority, or the majority is outside the set / not an emotion)."""
+    if all_votes <= 0:
+        return None
+    top = int(np.argmax(votes))
+    return top if votes[top] * 2 > all_votes else None
+
+
+def kept_votes(table: VoteTable, file: str) -> int:
+    """All the file's votes left after dropping single votes, whatever class they are for."""
+    return sum(n for n in table.votes.get(file, ()) if n > OUTLIER_VOTES)
+
+
+def distribution(votes: np.ndarray) -> np.ndarray | None:
+    """The votes as probabilities over the label set; None when no vote falls in it."""
+    total = float(votes.sum())
+    return None if total <= 0 else (votes / total).astype(np.float32)
