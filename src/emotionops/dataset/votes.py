@@ -19,6 +19,7 @@ expression recognition with crowd-sourced label distribution", FER+'s protocol):
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ class VoteTableError(DatasetError):
     """A vote table that cannot be used as it is; the message names the row or column."""
 
 
+#: The key under which votes for "not an emotion" classes (unknown, not a face) are kept.
+NOT_AN_EMOTION = "-"
+
+
 @dataclass(frozen=True)
 class VoteTable:
     """Votes per image file, by class (the table's columns), and how classes map to labels."""
@@ -61,18 +66,65 @@ class VoteTable:
     votes: dict[str, tuple[int, ...]]  # file -> counts in `classes` order
     skipped: list[str] = field(default_factory=list)  # "row N (file): why", with --skip-bad
 
-    def label_votes(self, file: str, labels: Sequence[str]) -> np.ndarray | None:
-        """The file's votes mapped onto `labels` (single votes dropped); None: no row."""
-        counts = self.votes.get(file)
-        if counts is None:
+    def counts(self, file: str) -> dict[str, int] | None:
+        """The file's raw votes by label ({'happy': 8, 'neutral': 1, '-': 1}: '-' collects
+        the not-an-emotion classes); None when the table has no row for it. This is what the
+        import carries into images.csv, split.csv (column `votes`) and the warehouse."""
+        row = self.votes.get(file)
+        if row is None:
             return None
-        out = np.zeros(len(labels), np.float32)
-        index = {label: i for i, label in enumerate(labels)}
-        for cls, n in zip(self.classes, counts, strict=True):
-            target = self.mapping[cls]
-            if target in index and n > OUTLIER_VOTES:
-                out[index[target]] += n
-        return out
+        out: dict[str, int] = {}
+        for cls, n in zip(self.classes, row, strict=True):
+            key = self.mapping[cls] or NOT_AN_EMOTION
+            out[key] = out.get(key, 0) + n
+        return {k: v for k, v in out.items() if v}
+
+
+def encode_votes(counts: Mapping[str, int] | None) -> str:
+    """Vote counts as the compact JSON stored in CSV columns and the warehouse ('' = none)."""
+    return "" if not counts else json.dumps(dict(sorted(counts.items())), separators=(",", ":"))
+
+
+def decode_votes(text: str | None) -> dict[str, int] | None:
+    """The inverse of encode_votes; raises VoteTableError on a malformed value."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        counts = {str(k): _count(str(v)) for k, v in value.items()}
+    except (ValueError, AttributeError) as exc:
+        raise VoteTableError(f"malformed votes {text[:80]!r}: {exc}") from exc
+    return counts or None
+
+
+def _kept(counts: Mapping[str, int]) -> dict[str, int]:
+    """FER+'s outlier rule: a class with a single vote is dropped."""
+    return {k: n for k, n in counts.items() if n > OUTLIER_VOTES}
+
+
+def majority(counts: Mapping[str, int] | None, labels: Sequence[str]) -> str | None:
+    """FER+'s majority label: after dropping single votes, the class with more than half of
+    the remaining votes, if it is a label of `labels` (not unknown, not a face, not a class
+    outside the set); else None."""
+    if not counts:
+        return None
+    kept = _kept(counts)
+    total = sum(kept.values())
+    if total == 0:
+        return None
+    top, n = max(kept.items(), key=lambda kv: (kv[1], kv[0]))
+    return top if n * 2 > total and top in labels else None
+
+
+def vote_distribution(counts: Mapping[str, int] | None, labels: Sequence[str]) -> np.ndarray | None:
+    """FER+'s "probability" target: the votes left after dropping single votes, restricted to
+    `labels`, normalised; None when no vote falls in the set (the image is dropped)."""
+    if not counts:
+        return None
+    kept = _kept(counts)
+    votes = np.array([kept.get(label, 0) for label in labels], np.float32)
+    total = float(votes.sum())
+    return None if total <= 0 else votes / total
 
 
 def _mapping(columns: Sequence[str], mapping: Mapping[str, str | None] | None,
@@ -173,24 +225,3 @@ def check_files(table: VoteTable, files: Iterable[str], skip_bad: bool = False) 
             "(paths are relative to the folder; --skip-bad leaves them out)"
         )
     return unknown
-
-
-def majority_label(votes: np.ndarray, all_votes: int) -> int | None:
-    """FER+'s majority on votes already mapped to labels (single votes dropped): the index of
-    the label with more than half of `all_votes` (every vote left, in or out of the label
-    set), or None (no majority, or the majority is outside the set / not an emotion)."""
-    if all_votes <= 0:
-        return None
-    top = int(np.argmax(votes))
-    return top if votes[top] * 2 > all_votes else None
-
-
-def kept_votes(table: VoteTable, file: str) -> int:
-    """All the file's votes left after dropping single votes, whatever class they are for."""
-    return sum(n for n in table.votes.get(file, ()) if n > OUTLIER_VOTES)
-
-
-def distribution(votes: np.ndarray) -> np.ndarray | None:
-    """The votes as probabilities over the label set; None when no vote falls in it."""
-    total = float(votes.sum())
-    return None if total <= 0 else (votes / total).astype(np.float32)
