@@ -292,6 +292,22 @@ def import_(
             "links); refused by default. Special files (FIFOs, devices) are always refused."
         ),
     ] = False,
+    votes: Annotated[
+        Path | None,
+        typer.Option(
+            help="A per-image vote table for SOURCE: FER+'s ferplus.csv, or a CSV of `file` "
+            "(the image's path in SOURCE, e.g. train/angry/fer0000000.png) plus one count "
+            "column per class. The votes go into the split, DVC and the warehouse (targets "
+            "for train.targets majority | votes)."
+        ),
+    ] = None,
+    vote_map: Annotated[
+        str | None,
+        typer.Option(
+            help="Vote columns onto labels, 'col=label,col2=' (empty: not an emotion, e.g. "
+            "unknown=); columns named like a label need no entry."
+        ),
+    ] = None,
     run_date: RunDate = None,
 ) -> None:
     """Import a labelled face dataset into data/raw + data/imports (content-addressed); the
@@ -320,6 +336,10 @@ def import_(
             ]
         except ValueError as exc:
             raise EmotionOpsError(f"--name: {exc}") from None
+    if votes is None and vote_map:
+        raise EmotionOpsError("--vote-map needs --votes (the vote table it maps)")
+    if votes is not None and source is None:
+        raise EmotionOpsError("--votes needs the SOURCE folder whose images it votes on")
     data_root = DataPaths(settings.data_path).root
     for src in sources:
         report = import_source(
@@ -332,8 +352,23 @@ def import_(
             run_date=run_date,
             skip_bad=skip_bad,
             follow_links=follow_links,
+            votes=votes,
+            vote_map=parse_vote_map(vote_map),
         )
         console.print(report.summary())
+
+
+def parse_vote_map(text: str | None) -> dict[str, str | None]:
+    """'anger=angry,unknown=' -> {'anger': 'angry', 'unknown': None} (None: not an emotion)."""
+    out: dict[str, str | None] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        column, sep, label = part.partition("=")
+        if not sep or not column.strip():
+            raise EmotionOpsError(
+                f"--vote-map entry {part!r} is not column=label (or column= for not an emotion)"
+            )
+        out[column.strip()] = label.strip().lower() or None
+    return out
 
 
 @app.command("version-data")

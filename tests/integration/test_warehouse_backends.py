@@ -257,8 +257,8 @@ def test_the_key_migration_resumes_after_a_crash_half_way(wh_url: str) -> None:
 
 
 def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> None:
-    """Migration 5 on a warehouse made before it: two tables, seven training_run columns and
-    the emotion_event time index added, rows kept; a re-run changes nothing."""
+    """Migration 5 on a warehouse made before it: two tables, seven training_run columns,
+    image.votes and the emotion_event time index added, rows kept; a re-run changes nothing."""
     eng = connect(wh_url)
     migrate(eng)
     with eng.begin() as conn:  # back to what version 4 made
@@ -267,7 +267,11 @@ def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> N
         conn.exec_driver_sql("DROP INDEX ix_emotion_event_start")
         for name in V5_TRAINING_RUN_COLUMNS:
             conn.exec_driver_sql(f"ALTER TABLE training_run DROP COLUMN {name}")
+        conn.exec_driver_sql("ALTER TABLE image DROP COLUMN votes")
         conn.execute(schema_version.delete().where(schema_version.c.version == 5))
+        conn.exec_driver_sql(
+            "INSERT INTO image (sha256, label, status) VALUES ('s4', 'happy', 'accepted')"
+        )
         conn.execute(training_run.insert().values(run_id="r4", model_name="m", test_accuracy=0.75))
         conn.execute(
             emotion_event.insert().values(
@@ -284,6 +288,7 @@ def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> N
     assert (report.applied, report.version) == ([5], 5)
     assert sorted(report.created) == ["url_outcome", "validation_result"]
     assert {f"training_run.{n} added" for n in V5_TRAINING_RUN_COLUMNS} <= set(report.changes)
+    assert "image.votes added" in report.changes
     assert "index ix_emotion_event_start created" in report.changes
     indexes = {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("emotion_event")}
     assert indexes["ix_emotion_event_start"] == ["window_start"]
@@ -299,6 +304,14 @@ def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> N
         None,
     )
     write_tables(eng, [(training_run, [{**old._asdict(), "test_loss": 0.5, "labels": '["a"]'}])])
+    with eng.connect() as conn:  # the image kept, without votes; new images carry them
+        assert conn.execute(select(image.c.sha256, image.c.votes)).all() == [("s4", None)]
+    load_images(eng, [{"sha256": "s5", "label": "sad", "status": "accepted",
+                       "votes": '{"-":1,"sad":9}'}])  # fmt: skip
+    with eng.connect() as conn:
+        assert conn.execute(select(image.c.votes).where(image.c.sha256 == "s5")).scalar() == (
+            '{"-":1,"sad":9}'
+        )
     again = migrate(eng)
     assert (again.applied, again.changes, again.created) == ([], [], [])
     eng.dispose()

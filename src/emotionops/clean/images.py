@@ -63,6 +63,7 @@ class ImageRecord:
     drawing_score: float | None = None
     sharpness: float | None = None
     align_angle: float | None = None
+    votes: str = ""  # annotator votes of an imported image (dataset.votes.encode_votes)
 
 
 def read_image(path: Path | str) -> np.ndarray:

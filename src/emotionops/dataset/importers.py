@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from emotionops.dataset import votes as vt
 from emotionops.dataset.split import DatasetError
 from emotionops.files import atomic_write, read_records, write_records
 from emotionops.params import FER2013_LABELS, DatasetParams
@@ -69,6 +70,9 @@ MANIFEST_FIELDS = (
     "height",
     "run_date",
 )
+#: Optional manifest column: the image's annotator votes (dataset.votes.encode_votes), written
+#: only by an import with a vote table (`--votes`); '' for an image the table has no row for.
+VOTES_COLUMN = "votes"
 MAX_NAMED = 3  # bad files quoted in one error message
 
 
@@ -111,6 +115,9 @@ class ImportReport:
     #: files left out with --skip-bad, each with its reason (also in `skipped_list`)
     skipped: list[str] = field(default_factory=list)
     skipped_list: Path | None = None
+    #: with a vote table: images carrying votes, and images the table has no row for
+    n_with_votes: int | None = None
+    n_without_votes: int = 0
 
     def summary(self) -> str:
         classes = Counter()
@@ -120,9 +127,14 @@ class ImportReport:
         text = f"{self.source}: {self.n_images} images ({parts}) -> {self.manifest}"
         if self.ignored:
             text += f"; left out for now (dataset.ignore): {dict(sorted(self.ignored.items()))}"
+        if self.n_with_votes is not None:
+            text += f"; votes for {self.n_with_votes} images"
+            if self.n_without_votes:
+                text += f", {self.n_without_votes} images have no votes (no row in the table)"
         if self.skipped:
             text += (
-                f"; skipped {len(self.skipped)} unreadable file(s), listed in {self.skipped_list}:"
+                f"; skipped {len(self.skipped)} unreadable file(s) or vote row(s), listed in "
+                f"{self.skipped_list}:"
             )
             text += "".join(f"\n  {line}" for line in self.skipped)
         return text
@@ -315,12 +327,26 @@ def import_source(
     run_date: str = "",
     skip_bad: bool = False,
     follow_links: bool = False,
+    votes: Path | None = None,
+    vote_map: dict[str, str | None] | None = None,
 ) -> ImportReport:
     """Import a folder dataset or a FER2013 CSV as source `name` (replacing its manifest).
 
     Two passes: read, decode and check every image, then write. With `skip_bad`, unreadable
-    files are left out and listed in the report instead of stopping the import."""
+    files are left out and listed in the report instead of stopping the import.
+
+    `votes`: a per-image vote table (dataset.votes.read_vote_table; `vote_map` maps its
+    columns onto labels, over dataset.label_map) whose files are paths in `source`. Each
+    image's counts go into the manifest's `votes` column, and from there into images.csv,
+    split.csv and the warehouse. A bad row or a voted file that is not in the folder stops
+    the import (naming it), or with `skip_bad` is left out and listed."""
     source = Path(source)
+    table = None
+    if votes is not None:  # read first: a bad table fails before any image is decoded
+        known = list(dict.fromkeys([*labels, *FER2013_LABELS, *dataset.ignore]))
+        table = vt.read_vote_table(
+            Path(votes), known, {**dataset.label_map, **(vote_map or {})}, skip_bad
+        )
     if source.is_file() and source.suffix.lower() == ".csv":
         items = scan_fer_csv(source, split)
     elif source.is_dir():
@@ -336,6 +362,10 @@ def import_source(
     payloads: list[tuple[Path, Path | bytes]] = []  # files are re-read when writing: big
     # datasets are never held in memory whole
     skipped: list[str] = []
+    if table is not None:
+        skipped += table.skipped
+        unknown = vt.check_files(table, (i.origin for i in items), skip_bad)
+        skipped += [f"{Path(str(votes)).name}: {f}: not an image of {source}" for f in unknown]
     bad: list[str] = []
     for item in items:
         where = f"{source / item.origin}" if item.file else f"{source.name} ({item.origin})"
@@ -364,6 +394,11 @@ def import_source(
                 "width": gray.shape[1],
                 "height": gray.shape[0],
                 "run_date": run_date,
+                **(
+                    {VOTES_COLUMN: vt.encode_votes(table.counts(item.origin))}
+                    if table is not None
+                    else {}
+                ),
             }
         )
     if bad:
@@ -390,6 +425,9 @@ def import_source(
     report = ImportReport(
         name, manifest, len(rows), skipped=skipped, skipped_list=skipped_list if skipped else None
     )
+    if table is not None:
+        report.n_with_votes = sum(1 for row in rows if row[VOTES_COLUMN])
+        report.n_without_votes = len(rows) - report.n_with_votes
     for row in rows:
         report.per_class[(str(row["source_label"]), str(row["split"]))] += 1
         if map_label(str(row["source_label"]), labels, dataset, name) is None:
@@ -473,6 +511,7 @@ def clean_imports(
                 format=row["format"],
                 n_faces=1,  # an imported image is a face crop
                 run_date=row.get("run_date", ""),
+                votes=row.get(VOTES_COLUMN) or "",
             )
             by_sha[sha] = record
             result.records.append(record)

@@ -22,6 +22,10 @@ from emotionops.params import SplitParams
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ("path", "label", "split", "sha256")  # split.csv, one row per face
+#: Optional split.csv column: the image's annotator votes (dataset.votes.encode_votes; ''
+#: when it has none). Written only when some image carries votes, so the split file (and the
+#: dataset version id, its hash) of a dataset without votes is what it always was.
+VOTES_COLUMN = "votes"
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +76,8 @@ def build_split(
     near_dup: tuple[int, int] | None = None,
     hints: Mapping[str, str] | None = None,
 ) -> list[dict[str, str]]:
-    """Split rows (path,label,split,sha256) for the accepted images, sorted for stable output.
+    """Split rows (path,label,split,sha256[,votes]) for the accepted images, sorted for
+    stable output; `votes` (images.csv's, '' when none) only when some image has votes.
 
     `hints` (sha256 -> train | val | test | trainval) carry an imported dataset's official
     splits. With `near_dup` = (max pHash distance, max dHash distance), near-duplicate images
@@ -85,6 +90,7 @@ def build_split(
     accepted = [r for r in image_rows if r.get("status") == "accepted" and r.get("label") in labels]
     if not accepted:
         raise DatasetError("no accepted face images: nothing to split (check the clean step)")
+    with_votes = any(r.get(VOTES_COLUMN) for r in accepted)
     rows = []
     for r in accepted:
         sha = str(r["sha256"])
@@ -94,6 +100,7 @@ def build_split(
                 "label": str(r["label"]),
                 "split": assign_split(sha, params, hints.get(sha, "")),
                 "sha256": sha,
+                **({VOTES_COLUMN: str(r.get(VOTES_COLUMN) or "")} if with_votes else {}),
             }
         )
     dropped: set[int] = set()

@@ -34,7 +34,7 @@ URL_INTS = ("rank",)
 IMAGE_COLUMNS = (
     "sha256", "url_sha256", "label", "width", "height", "format", "n_faces", "status", "reason",
     "face_path", "run_date", "pixel_sha256", "phash", "dhash", "duplicate_of", "brightness",
-    "contrast", "entropy", "drawing_score", "sharpness", "align_angle",
+    "contrast", "entropy", "drawing_score", "sharpness", "align_angle", "votes",
 )  # fmt: skip
 IMAGE_INTS = ("width", "height", "n_faces")
 IMAGE_FLOATS = ("brightness", "contrast", "entropy", "drawing_score", "sharpness", "align_angle")

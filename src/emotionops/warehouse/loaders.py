@@ -176,8 +176,12 @@ def load_images(
 ) -> int:
     """Image metadata -> image (key: sha256 of the bytes), and the `dataset` version row
     built from them when given, in one transaction. Only accepted images must carry a label
-    of the label set: a rejected row records why an off-set image was refused."""
-    clean = check_rows(image, rows)
+    of the label set: a rejected row records why an off-set image was refused. images.csv's
+    `votes` '' (no votes) is stored as NULL, as Oracle would anyway."""
+    clean = check_rows(
+        image,
+        (({**r, "votes": r.get("votes") or None} if isinstance(r, Mapping) else r) for r in rows),
+    )
     if labels is not None:
         check_rows(image, [r for r in clean if r["status"] == "accepted"], labels, allow_empty=True)
     batches = [(image, clean)]

@@ -200,11 +200,15 @@ V5_TRAINING_RUN_COLUMNS = [
 ]
 
 
+V5_IMAGE_COLUMNS = ["votes"]
+
+
 def _v5_dashboard(conn: Connection) -> list[str]:
-    """url_outcome, validation_result, training_run's dashboard columns, and an index on
-    emotion_event.window_start."""
+    """url_outcome, validation_result, training_run's dashboard columns, image.votes (FER+
+    annotator votes), and an index on emotion_event.window_start."""
     changes = _create_missing(conn, [s.url_outcome, s.validation_result])
     changes += _add_missing_columns(conn, s.training_run, V5_TRAINING_RUN_COLUMNS)
+    changes += _add_missing_columns(conn, s.image, V5_IMAGE_COLUMNS)
     have = {i["name"].lower() for i in inspect(conn).get_indexes(s.emotion_event.name)}
     for index in s.emotion_event.indexes:
         if index.name.lower() not in have:
@@ -228,7 +232,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
-        "url_outcome, validation_result; training_run dashboard columns; event time index",
+        "url_outcome, validation_result; training_run dashboard columns; image.votes; "
+        "event time index",
         _v5_dashboard,
     ),
 )

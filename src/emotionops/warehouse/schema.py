@@ -97,6 +97,11 @@ image = Table(
     Column("reason", String(256)),
     Column("face_path", String(512)),
     Column("run_date", String(10)),
+    Column(
+        "votes",
+        String(512),
+        comment="annotator votes by label, JSON (dataset.votes.encode_votes); NULL: none",
+    ),
 )
 
 dataset_version = Table(
