@@ -263,6 +263,10 @@ MODEL_NAMES = ("small_cnn", "vgg", "mobilenet_v2", "resnet50", "pretrained")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
+#: train.targets: what the train split learns from (emotionops.training.data.apply_targets).
+TARGETS = ("hard", "majority", "votes")
+
+
 class TrainParams(_Section):
     model: str = "vgg"
     image_size: int = Field(48, ge=16, le=512, description="side of the stored face crops fed in")
@@ -324,6 +328,12 @@ class TrainParams(_Section):
     )
     patience: int = Field(15, ge=1, le=1_000, description="early stopping patience (epochs)")
     balance: str = Field("none", description="none | class_weight | sample")
+    targets: str = Field(
+        "hard",
+        description="hard (the folder label) | majority (FER+ majority of the image's votes; "
+        "no majority in the labels: dropped) | votes (the vote distribution over the labels, "
+        "soft targets): the train split's targets; val and test keep their folder labels",
+    )
     augment: AugmentParams = AugmentParams()
     precision: str = Field(
         "auto",
@@ -355,6 +365,7 @@ class TrainParams(_Section):
             "optimizer": ("adam", "adamw", "sgd"),
             "monitor": ("val_loss", "val_accuracy"),
             "balance": ("none", "class_weight", "sample"),
+            "targets": TARGETS,
             "precision": PRECISIONS,
             "init_input": ("unit", "symmetric"),
         }

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("path", "label", "split")
+VOTES_COLUMN = "votes"  # optional: dataset.split.VOTES_COLUMN (annotator votes, '' = none)
+VOTES_FIX = (
+    "import the vote table with the images (`emotionops import PATH --votes TABLE.csv`), "
+    "then `emotionops version-data`; or set train.targets hard"
+)
 
 
 class TrainingDataError(EmotionOpsError, ValueError):
@@ -36,11 +41,15 @@ class TrainingDataError(EmotionOpsError, ValueError):
 
 @dataclass(frozen=True)
 class SplitArrays:
-    """Decoded images (uint8, [n, S, S, 1]) and integer labels of one split."""
+    """Decoded images (uint8, [n, S, S, 1]) and integer labels of one split; `votes` the
+    rows' annotator votes by label (None: none; all None when split.csv has no votes
+    column), `targets` soft target vectors [n, k] when train.targets is votes."""
 
     images: np.ndarray
     labels: np.ndarray
     paths: list[str] = field(default_factory=list)
+    votes: list[dict[str, int] | None] = field(default_factory=list)
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -58,6 +67,8 @@ class Datasets:
     labels: list[str]
     image_size: int
     steps_per_epoch: int = 1  # batches per epoch of the endless train stream
+    #: train images train.targets left out, by why (n_train_dropped_no_votes, ..._no_target)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def count(self, split: str) -> int:
         return len(self.arrays[split])
@@ -76,11 +87,36 @@ def even_batch_size(requested: int, n: int) -> int:
 
 def read_split_csv(split_csv: Path, labels: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
     """Rows of the split CSV grouped by split as (relative path, label index)."""
+    return {
+        split: [(path, label) for path, label, _ in rows]
+        for split, rows in _split_rows(split_csv, labels).items()
+    }
+
+
+def read_split_votes(
+    split_csv: Path, labels: Sequence[str]
+) -> dict[str, list[dict[str, int] | None]]:
+    """Each row's annotator votes by label ({'happy': 8, 'neutral': 1, '-': 1}; '-': not an
+    emotion), grouped by split in read_split_csv's (and load_arrays') row order; None for a
+    row without votes, and for every row of a split file without a `votes` column. The
+    FER+ ruler on the test split: dataset.votes.majority(votes, labels) per test row."""
+    return {
+        split: [votes for _, _, votes in rows]
+        for split, rows in _split_rows(split_csv, labels).items()
+    }
+
+
+def _split_rows(
+    split_csv: Path, labels: Sequence[str]
+) -> dict[str, list[tuple[str, int, dict[str, int] | None]]]:
+    """(relative path, label index, votes) per split; errors name the line."""
+    from emotionops.dataset.votes import VoteTableError, decode_votes
+
     split_csv = Path(split_csv)
     if not split_csv.is_file():
         raise TrainingDataError(f"{split_csv}: split file not found")
     index = {label: i for i, label in enumerate(labels)}
-    rows: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    rows: dict[str, list[tuple[str, int, dict[str, int] | None]]] = {s: [] for s in SPLITS}
     with split_csv.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
@@ -99,7 +135,11 @@ def read_split_csv(split_csv: Path, labels: Sequence[str]) -> dict[str, list[tup
                 raise TrainingDataError(
                     f"{split_csv}:{line_no}: split {split!r} is not one of {list(SPLITS)}"
                 )
-            rows[split].append((row["path"].strip(), index[label]))
+            try:
+                votes = decode_votes(row.get(VOTES_COLUMN))
+            except VoteTableError as exc:
+                raise TrainingDataError(f"{split_csv}:{line_no}: {exc}") from None
+            rows[split].append((row["path"].strip(), index[label], votes))
     return rows
 
 
@@ -124,21 +164,85 @@ def load_arrays(
     """Decode every image the split CSV names, per split."""
     faces_root = Path(faces_root)
     out: dict[str, SplitArrays] = {}
-    for split, rows in read_split_csv(split_csv, labels).items():
+    for split, rows in _split_rows(split_csv, labels).items():
         images = np.zeros((len(rows), image_size, image_size, 1), dtype=np.uint8)
-        for i, (rel, _) in enumerate(rows):
+        for i, (rel, _, _) in enumerate(rows):
             images[i] = decode_image(faces_root / rel, image_size)
         out[split] = SplitArrays(
             images=images,
-            labels=np.asarray([lab for _, lab in rows], dtype=np.int32),
-            paths=[rel for rel, _ in rows],
+            labels=np.asarray([lab for _, lab, _ in rows], dtype=np.int32),
+            paths=[rel for rel, _, _ in rows],
+            votes=[votes for _, _, votes in rows],
         )
     return out
 
 
+def apply_targets(
+    split: SplitArrays, targets: str, labels: Sequence[str]
+) -> tuple[SplitArrays, dict[str, int]]:
+    """The train split as train.targets reads it, and how many images it dropped, by why.
+
+    hard: as it is (folder labels). majority: each image's label becomes the FER+ majority
+    of its votes (dataset.votes.majority). votes: `targets` become the vote distributions
+    over the labels (dataset.votes.vote_distribution, FER+'s "probability" scheme) and
+    `labels` their argmax, which is what class weights, balance `sample` and Keras' train
+    accuracy count by (a soft target's class is its largest share). Images without votes
+    (n_train_dropped_no_votes) or whose votes give no target in the label set: no majority,
+    or only votes outside the labels (n_train_dropped_no_target) are dropped."""
+    from emotionops.dataset.votes import majority, vote_distribution
+
+    if targets == "hard":
+        return split, {}
+    if targets not in ("majority", "votes"):
+        raise TrainingDataError(f"unknown train.targets {targets!r} (hard | majority | votes)")
+    if len(split) and not any(v is not None for v in split.votes):
+        raise TrainingDataError(
+            f"train.targets {targets} needs annotator votes, and none of the {len(split)} "
+            f"train images has any (split.csv has no `votes`): {VOTES_FIX}"
+        )
+    keep: list[int] = []
+    new_labels: list[int] = []
+    soft: list[np.ndarray] = []
+    no_votes = no_target = 0
+    for i, votes in enumerate(split.votes):
+        if votes is None:
+            no_votes += 1
+            continue
+        if targets == "majority":
+            label = majority(votes, labels)
+            if label is None:
+                no_target += 1
+                continue
+            new_labels.append(labels.index(label))
+        else:
+            dist = vote_distribution(votes, labels)
+            if dist is None:
+                no_target += 1
+                continue
+            soft.append(dist)
+            new_labels.append(int(np.argmax(dist)))
+        keep.append(i)
+    if not keep:
+        raise TrainingDataError(
+            f"train.targets {targets} left no train image: {no_votes} have no votes and "
+            f"{no_target} votes give no target in the labels {list(labels)}"
+        )
+    idx = np.asarray(keep, dtype=np.int64)
+    kept = SplitArrays(
+        images=split.images[idx],
+        labels=np.asarray(new_labels, dtype=np.int32),
+        paths=[split.paths[i] for i in keep],
+        votes=[split.votes[i] for i in keep],
+        targets=np.stack(soft).astype(np.float32) if soft else None,
+    )
+    return kept, {"n_train_dropped_no_votes": no_votes, "n_train_dropped_no_target": no_target}
+
+
 def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     """n / (k * count_c) per class (sklearn's "balanced"), 0 for classes absent from train: a
-    rare emotion's errors then cost as much in total as a common one's."""
+    rare emotion's errors then cost as much in total as a common one's. With soft targets
+    (train.targets votes) `y` is each target's argmax: Keras also weighs a target vector
+    (soft, smoothed or mixed up) by its argmax class, so the weights count what they weigh."""
     counts = np.bincount(np.asarray(y, dtype=int), minlength=n_classes)
     present = int((counts > 0).sum())
     return {
@@ -210,6 +314,7 @@ def make_datasets(
     augment: bool | AugmentParams = True,
     balance: str = "none",
     train_targets: Callable[[SplitArrays], np.ndarray] | None = None,
+    targets: str = "hard",
 ) -> Datasets:
     """Cached, prefetched datasets of float32 RAW pixel values 0..255 (the model rescales).
 
@@ -217,14 +322,18 @@ def make_datasets(
     "sample" draws every class equally often (infinite stream, `steps_per_epoch` batches per
     epoch); "class_weight" and "none" leave the data as is (the weights go to fit).
     `train_targets` maps the decoded train split to one target vector per image (soft labels,
-    `distill.soft_targets`): the train stream then yields those instead of label indices."""
+    `distill.soft_targets`): the train stream then yields those instead of label indices.
+    `targets` (train.targets, see `apply_targets`) reads the train split's votes first; with
+    `votes` the train stream yields the vote distributions. val and test keep their rows and
+    folder labels (the evaluation's ruler)."""
     import tensorflow as tf
 
     arrays = load_arrays(split_csv, faces_root, labels, image_size)
+    arrays["train"], dropped = apply_targets(arrays["train"], targets, labels)
     a = arrays["train"]
     n_train = len(a)
     train_batch = even_batch_size(batch_size, n_train)
-    train_y = a.labels
+    train_y = a.labels if a.targets is None else a.targets
     if train_targets is not None:
         train_y = np.asarray(train_targets(a), dtype=np.float32)
         if train_y.shape != (n_train, len(labels)):
@@ -291,4 +400,5 @@ def make_datasets(
         labels=list(labels),
         image_size=image_size,
         steps_per_epoch=steps_per_epoch,
+        dropped=dropped,
     )

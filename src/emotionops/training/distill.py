@@ -49,14 +49,20 @@ def soft_targets(
     labels: np.ndarray, teacher: np.ndarray, weight: float, temperature: float
 ) -> np.ndarray:
     """(1 - weight) * one-hot(label) + weight * teacher probabilities at `temperature`.
+    `labels` may also be target vectors [n, k] (train.targets votes: vote distributions),
+    which then take the one-hot's place.
 
     With weight <= 0.5 the true label keeps the largest share of every target, so the train
     accuracy Keras reports (argmax of the target) still counts true labels."""
     n_classes = teacher.shape[1]
     if len(labels) != len(teacher):
         raise ValueError(f"{len(labels)} labels but {len(teacher)} teacher predictions")
-    one_hot = np.eye(n_classes, dtype=np.float32)[np.asarray(labels, dtype=int)]
-    return (1 - weight) * one_hot + weight * soften(teacher, temperature)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        base = labels.astype(np.float32)
+    else:
+        base = np.eye(n_classes, dtype=np.float32)[labels.astype(int)]
+    return (1 - weight) * base + weight * soften(teacher, temperature)
 
 
 def distilled_targets_for(
@@ -67,7 +73,7 @@ def distilled_targets_for(
 
     teachers = build_partners(params, labels, params.distill_from, role="teacher")
     return soft_targets(
-        train_split.labels,
+        train_split.labels if train_split.targets is None else train_split.targets,
         teacher_probs(teachers, train_split.images),
         params.distill_weight,
         params.distill_temperature,

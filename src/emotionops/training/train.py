@@ -412,7 +412,8 @@ def model_card(
   raw grayscale pixels 0..255 (the model rescales); output probabilities over {labels}.
 - Deployed as: {_composition(params, result)}
 - Training: {result.epochs_run} epochs, batch {params.batch_size}, learning rate
-  {params.learning_rate} ({params.lr_schedule}), balance `{params.balance}`, precision
+  {params.learning_rate} ({params.lr_schedule}), balance `{params.balance}`, targets
+  `{params.targets}`, precision
   `{params.precision}`, seed {params.seed}. MLflow run `{result.run_id}`; git commit
   `{commit or "unknown"}`.
 - Exports: TFLite float32 (`tflite/`, parity max |diff| {parity["float"]["max_abs_diff"]:.2e}),
@@ -558,19 +559,34 @@ def prepare_data(
         augment=params.augment,
         balance=params.balance,
         train_targets=distilled_targets if params.distill_from else None,
+        targets=params.targets,
     )
+    if data.dropped:
+        dropped = sum(data.dropped.values())
+        text = (
+            f"train.targets {params.targets}: {dropped} train images dropped "
+            f"({data.dropped['n_train_dropped_no_votes']} without votes, "
+            f"{data.dropped['n_train_dropped_no_target']} whose votes give no target in the "
+            f"labels), {data.count('train')} kept"
+        )
+        log.info(text)
+        if progress:
+            print(text, file=sys.stderr, flush=True)
     if data.count("test") == 0:
         raise TrainingError(
             f"{split_csv}: the test split is empty; the registry gate needs test metrics"
         )
     if len(set(data.arrays["train"].labels.tolist())) < 2:
         raise TrainingError(f"{split_csv}: the train split holds fewer than two labels")
-    # Soft labels (distillation), label smoothing and mixup need target vectors.
-    categorical = bool(params.label_smoothing or params.distill_from or params.augment.mixup)
+    # Soft labels (distillation, votes), label smoothing and mixup need target vectors: the
+    # loss is then categorical cross-entropy, which takes probability targets as they are
+    # (smoothing blends them with the uniform distribution, mixup blends two of them).
+    soft = bool(params.distill_from) or params.targets == "votes"
+    categorical = bool(params.label_smoothing or soft or params.augment.mixup)
     train_ds, val_ds = data.train, data.val
     if categorical:
         n = len(labels)
-        if not params.distill_from:  # the distilled train stream already yields vectors
+        if not soft:  # a soft train stream already yields vectors
             train_ds = train_ds.map(lambda x, y: (x, _one_hot(y, n)))
         val_ds = val_ds.map(lambda x, y: (x, _one_hot(y, n))) if val_ds is not None else None
     if params.augment.mixup:
@@ -621,6 +637,7 @@ def log_inputs(
             "n_train": data.count("train"),
             "n_val": data.count("val"),
             "n_test": data.count("test"),
+            **data.dropped,  # train.targets majority | votes: train images left out, by why
             "model_parameters": model.count_params(),
         }
     )

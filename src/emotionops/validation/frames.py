@@ -36,6 +36,8 @@ IMAGE_COLUMNS = (
     "face_path", "run_date", "pixel_sha256", "phash", "dhash", "duplicate_of", "brightness",
     "contrast", "entropy", "drawing_score", "sharpness", "align_angle", "votes",
 )  # fmt: skip
+#: images.csv columns a table may lack (files written before them): the schema does not require them.
+IMAGE_OPTIONAL = ("votes",)
 IMAGE_INTS = ("width", "height", "n_faces")
 IMAGE_FLOATS = ("brightness", "contrast", "entropy", "drawing_score", "sharpness", "align_angle")
 

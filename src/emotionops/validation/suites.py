@@ -16,7 +16,12 @@ from great_expectations.expectations.row_conditions import Column
 
 from emotionops.dataset.split import SPLITS
 from emotionops.params import Params
-from emotionops.validation.frames import IMAGE_COLUMNS, SPLIT_COLUMNS, URL_COLUMNS
+from emotionops.validation.frames import (
+    IMAGE_COLUMNS,
+    IMAGE_OPTIONAL,
+    SPLIT_COLUMNS,
+    URL_COLUMNS,
+)
 
 E = gx.expectations
 SHA256 = r"^[0-9a-f]{64}$"
@@ -70,7 +75,7 @@ def image_metadata(params: Params) -> Expectations:
 
     p = params.images
     return [
-        *_schema(IMAGE_COLUMNS),
+        *_schema([c for c in IMAGE_COLUMNS if c not in IMAGE_OPTIONAL]),
         E.ExpectColumnValuesToNotBeNull(column="sha256"),
         E.ExpectColumnValuesToMatchRegex(column="sha256", regex=SHA256),
         E.ExpectColumnValuesToBeUnique(column="sha256"),
