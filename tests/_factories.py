@@ -163,3 +163,38 @@ def write_light_dark_faces(root: Path) -> dict[str, list[Path]]:
             out[label].append(root / f"{label}{i}.png")
             cv2.imwrite(str(out[label][-1]), draw_face(skin, bg))
     return out
+
+
+#: Labels of the vote splits below (write_bar_faces classes).
+VOTE_LABELS = ["happy", "sad", "surprise"]
+
+
+def case_votes(i: int, label: str) -> dict[str, int] | None:
+    """Six kinds of vote rows, by row number; `other` is the next label."""
+    other = VOTE_LABELS[(VOTE_LABELS.index(label) + 1) % len(VOTE_LABELS)]
+    return [
+        {label: 7, other: 3},  # majority label; distribution 0.7 / 0.3
+        {label: 5, other: 5},  # no majority (5 of 10); distribution 0.5 / 0.5
+        {"contempt": 9, label: 1},  # outside the labels (single vote dropped): no target
+        None,  # no votes
+        {label: 10},  # unanimous
+        {"-": 6, label: 4},  # majority "not an emotion": no majority; distribution label 1.0
+    ][i % 6]
+
+
+def votes_split(root: Path, counts: dict[str, int]) -> Path:
+    """write_bar_faces' split with a `votes` column (case_votes by row number per split)."""
+    from emotionops.dataset.votes import encode_votes  # lazily: the edge venv imports this file
+
+    split_csv = write_bar_faces(root, counts, VOTE_LABELS, 48, 0)
+    with split_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    n: dict[str, int] = {}
+    for row in rows:
+        i = n[row["split"]] = n.get(row["split"], -1) + 1
+        row["votes"] = encode_votes(case_votes(i, row["label"]))
+    with split_csv.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*rows[0]])
+        writer.writeheader()
+        writer.writerows(rows)
+    return split_csv

@@ -3,14 +3,13 @@ what each keeps, drops and trains on; val/test keep their folder labels and expo
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _factories import write_bar_faces
-from emotionops.dataset.votes import encode_votes
+from _factories import VOTE_LABELS as LABELS
+from _factories import case_votes, votes_split, write_bar_faces
 from emotionops.params import TrainParams
 from emotionops.training.data import (
     TrainingDataError,
@@ -20,37 +19,6 @@ from emotionops.training.data import (
     read_split_csv,
     read_split_votes,
 )
-
-LABELS = ["happy", "sad", "surprise"]
-
-
-def case_votes(i: int, label: str) -> dict[str, int] | None:
-    """Six kinds of vote rows, by row number; `other` is the next label."""
-    other = LABELS[(LABELS.index(label) + 1) % len(LABELS)]
-    return [
-        {label: 7, other: 3},  # majority label; distribution 0.7 / 0.3
-        {label: 5, other: 5},  # no majority (5 of 10); distribution 0.5 / 0.5
-        {"contempt": 9, label: 1},  # outside the labels (single vote dropped): no target
-        None,  # no votes
-        {label: 10},  # unanimous
-        {"-": 6, label: 4},  # majority "not an emotion": no majority; distribution label 1.0
-    ][i % 6]
-
-
-def votes_split(root: Path, counts: dict[str, int]) -> Path:
-    """write_bar_faces' split with a `votes` column (case_votes by row number per split)."""
-    split_csv = write_bar_faces(root, counts, LABELS, 48, 0)
-    with split_csv.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    n: dict[str, int] = {}
-    for row in rows:
-        i = n[row["split"]] = n.get(row["split"], -1) + 1
-        row["votes"] = encode_votes(case_votes(i, row["label"]))
-    with split_csv.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*rows[0]])
-        writer.writeheader()
-        writer.writerows(rows)
-    return split_csv
 
 
 def expected(split_csv: Path, split: str, targets: str) -> tuple[list[str], np.ndarray]:

@@ -1,0 +1,39 @@
+"""A tiny end-to-end train on vote distributions (train.targets votes) with label smoothing,
+mixup and class weights: the run finishes, logs what it dropped, and scores the test split
+on its folder labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _factories import VOTE_LABELS as LABELS
+from _factories import tiny_train_params, votes_split
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_tiny_train_on_vote_distributions_runs_end_to_end(
+    mlflow_server: str, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from emotionops.training.train import train
+
+    split_csv = votes_split(tmp_path, {"train": 48, "val": 9, "test": 12})
+    params = tiny_train_params(
+        targets="votes", epochs=3, batch_size=16, label_smoothing=0.1,
+        augment={"flip": True, "mixup": 0.2},
+    )  # fmt: skip
+    result = train(
+        split_csv, tmp_path, LABELS, params, tracking_uri=mlflow_server,
+        experiment="it-train-votes", progress=False,
+    )  # fmt: skip
+    assert (result.n_train, result.n_val, result.n_test) == (32, 9, 12)  # 16 of 48 dropped
+    assert result.epochs_run == 3 and 0.0 <= result.test_accuracy <= 1.0
+    run = MlflowClient(tracking_uri=mlflow_server).get_run(result.run_id)
+    assert run.data.params["targets"] == "votes"
+    assert run.data.params["n_train_dropped_no_votes"] == "8"
+    assert run.data.params["n_train_dropped_no_target"] == "8"
+    assert run.data.params["n_train"] == "32"
