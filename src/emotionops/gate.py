@@ -131,17 +131,18 @@ def decide(
         checks.append(Check("scored", False, "the challenger could not be scored"))
     elif champion is None:
         checks.append(Check("floor", new >= params.floor_macro_f1,
-                            f"{ruler} macro-F1 {new:.4f} vs floor {params.floor_macro_f1:g} (no champion)"))  # fmt: skip
+                            f"macro-F1 {new:.4f} vs floor {params.floor_macro_f1:g} (no champion) "
+                            f"on {ruler} labels"))  # fmt: skip
     elif champion.macro_f1 is not None:
         old = champion.macro_f1
         checks.append(Check("macro-F1", new - old >= params.min_improvement - EPS,
-                            f"{ruler} {new:.4f} vs champion v{champion.version} {old:.4f} "
-                            f"({new - old:+.4f}, needs {params.min_improvement:+g})"))  # fmt: skip
+                            f"{new:.4f} vs champion v{champion.version} {old:.4f} "
+                            f"({new - old:+.4f}, needs {params.min_improvement:+g}) on {ruler} labels"))  # fmt: skip
         drops = {lab: champion.recall(lab) - challenger.recall(lab) for lab in challenger.labels}
         worst = max(drops, key=drops.get)
         checks.append(Check("recall per label", drops[worst] <= params.max_recall_drop + EPS,
-                            f"{ruler} largest drop {worst} {drops[worst]:+.4f} "
-                            f"(at most {params.max_recall_drop:g})"))  # fmt: skip
+                            f"largest drop {worst} {drops[worst]:+.4f} "
+                            f"(at most {params.max_recall_drop:g}) on {ruler} labels"))  # fmt: skip
     return GateDecision(all(c.passed for c in checks), checks, challenger, champion, ruler=ruler)
 
 
