@@ -698,6 +698,7 @@ def stage_evaluate(
         eval_labels,
         columns,
         flip_check=params.evaluate.flip_check,
+        votes=dataset.votes,  # the ferplus ruler beside the original labels, when present
     )
     result.source = {"model": model.description, "data": dataset.description}
     if out is not None:
