@@ -203,9 +203,12 @@ def hour_rows(where: Iterable[ColumnElement[bool]] = ()) -> Select[Any]:
 
 
 def insert_hours(where: Iterable[ColumnElement[bool]] = ()) -> Any:
-    """INSERT INTO emotion_hour SELECT `hour_rows(where)`."""
-    return emotion_hour.insert().from_select(
-        [c.name for c in emotion_hour.columns], hour_rows(where)
+    """INSERT INTO emotion_hour SELECT `hour_rows(where)` (rowcount kept: SQLAlchemy drops
+    it for inserts unless asked)."""
+    return (
+        emotion_hour.insert()
+        .execution_options(preserve_rowcount=True)
+        .from_select([c.name for c in emotion_hour.columns], hour_rows(where))
     )
 
 
