@@ -166,6 +166,14 @@ def test_rollup_queries_answer_what_the_event_queries_do(engine, case) -> None:
             assert events
 
 
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_page_reads_the_same_from_either_source(engine, case) -> None:
+    seed(engine)
+    assert analytics_data(engine, **case) == analytics_data(engine, **case, source="events")
+    odd = {**case, "start": datetime(2026, 12, 1, 23, 0, 0, 1, tzinfo=UTC)}  # not on the hour
+    assert analytics_data(engine, **odd) == analytics_data(engine, **odd, source="events")
+
+
 def back_to_version_5(eng) -> None:
     with eng.begin() as conn:
         conn.exec_driver_sql("DROP TABLE emotion_hour")

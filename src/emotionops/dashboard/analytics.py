@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from emotionops.params import DashboardParams
 
 BUCKETS = ("hour", "day")
+SOURCES = ("rollup", "events")
 BUCKET_LENGTH = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 #: What the page tells the user to run when the warehouse holds no emotion events.
 FILL_HINT = (
@@ -249,8 +250,13 @@ def analytics_data(
     end: datetime | None = None,
     bucket: str | None = None,
     params: DashboardParams | None = None,
+    source: str = "rollup",
 ) -> dict[str, Any]:
     """The analytics page's data, JSON-ready (see the module docstring for tracks).
+
+    `source` "rollup" reads emotion_hour (falling back to the events for a range that does
+    not fall on whole hours); "events" aggregates emotion_event itself, the same answer
+    slower (bench/dashboard_queries.py times both).
 
     `start`/`end` are UTC ([start, end); naive means UTC); None: the last
     `params.default_range_days` UTC days of data. `bucket` None: `params.default_bucket`.
@@ -261,6 +267,8 @@ def analytics_data(
 
     params = params or DashboardParams()
     bucket = check_bucket(bucket or params.default_bucket)
+    if source not in SOURCES:
+        raise AnalyticsError(f"source must be one of {list(SOURCES)}, got {source!r}")
     version = current_version(engine)
     if version < LATEST:
         raise WarehouseError(
@@ -269,7 +277,9 @@ def analytics_data(
         )
     try:
         with engine.connect() as conn:
-            cameras = conn.execute(rollup_queries()["cameras"]).all()
+            rollup = source == "rollup"
+            read = rollup_queries if rollup else analytics_queries
+            cameras = conn.execute(read()["cameras"]).all()
             known = {c.camera_id: c for c in cameras}
             if camera is not None and cameras and camera not in known:
                 raise AnalyticsError(
@@ -282,8 +292,9 @@ def analytics_data(
             rows: dict[str, list[Any]] = {"labels": [], "tracks": []}
             if cameras:
                 # The page asks for whole days; another range reads the events themselves.
-                exact = rollup_queries if all(map(on_the_hour, applied)) else analytics_queries
-                queries = exact(camera, *applied, bucket, limit=params.max_rows + 1)
+                if rollup and not all(map(on_the_hour, applied)):
+                    read = analytics_queries
+                queries = read(camera, *applied, bucket, limit=params.max_rows + 1)
                 rows = {k: conn.execute(queries[k]).all() for k in ("labels", "tracks")}
     except SQLAlchemyError as exc:
         raise WarehouseError(f"reading the warehouse failed: {first_line(exc)}") from exc
