@@ -187,7 +187,7 @@ def measure(engine: Any, repeat: int) -> list[tuple[str, float, float, int]]:
         )
     out = []
     for name, (events, rollup) in calls.items():
-        ms_events, n_events = timed(events, repeat)
+        ms_events, _ = timed(events, repeat)
         ms_rollup, n_rollup = timed(rollup, repeat)
         out.append((name, ms_events, ms_rollup, n_rollup))
     return out
