@@ -220,3 +220,35 @@ def test_migration_6_resumes_after_a_crash(wh_url: str) -> None:
     assert (report.applied, report.created) == ([6], [])
     assert rollup(eng) == expected
     eng.dispose()
+
+
+def test_concurrent_loads_of_one_hour_stay_exact(postgres_server) -> None:
+    """Two writers loading different windows of the same camera-hour at once on PostgreSQL
+    (READ COMMITTED): each refresh waits for the other's commit (the rollup lock), so the
+    hour ends up counting both."""
+    import threading
+
+    url = postgres_server.create_database(f"wh_{uuid.uuid4().hex[:10]}")
+    eng = connect(url, connect_timeout_s=5)
+    init_schema(eng)
+    hour = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    errors: list[BaseException] = []
+
+    def writer(offset: int, label: str) -> None:
+        try:
+            for i in range(15):
+                start = hour + timedelta(seconds=20 * i + offset)
+                load_emotion_events(eng, window("cam-a", start, "2", {label: (1, 2)}, 1))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=a) for a in ((0, "happy"), (10, "sad"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    got = rollup(eng)
+    assert got == from_scratch(eng)
+    assert got["cam-a", hour, "happy"][:3] == (15, 30, 30) == got["cam-a", hour, "sad"][:3]
+    eng.dispose()
