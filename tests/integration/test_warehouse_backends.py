@@ -262,12 +262,12 @@ def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> N
     eng = connect(wh_url)
     migrate(eng)
     with eng.begin() as conn:  # back to what version 4 made
-        for name in ("url_outcome", "validation_result"):
+        for name in ("url_outcome", "validation_result", "emotion_hour"):
             conn.exec_driver_sql(f"DROP TABLE {name}")
         conn.exec_driver_sql("DROP INDEX ix_emotion_event_start")
         for name in V5_TRAINING_RUN_COLUMNS:
             conn.exec_driver_sql(f"ALTER TABLE training_run DROP COLUMN {name}")
-        conn.execute(schema_version.delete().where(schema_version.c.version == 5))
+        conn.execute(schema_version.delete().where(schema_version.c.version >= 5))
         conn.execute(training_run.insert().values(run_id="r4", model_name="m", test_accuracy=0.75))
         conn.execute(
             emotion_event.insert().values(
@@ -281,8 +281,8 @@ def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> N
     }
 
     report = migrate(eng)
-    assert (report.applied, report.version) == ([5], 5)
-    assert sorted(report.created) == ["url_outcome", "validation_result"]
+    assert (report.applied, report.version) == ([5, 6], 6)  # 6: the rollup of emotion_event
+    assert sorted(report.created) == ["emotion_hour", "url_outcome", "validation_result"]
     assert {f"training_run.{n} added" for n in V5_TRAINING_RUN_COLUMNS} <= set(report.changes)
     assert "index ix_emotion_event_start created" in report.changes
     indexes = {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("emotion_event")}
