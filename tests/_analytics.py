@@ -11,6 +11,7 @@ from sqlalchemy import delete
 from emotionops.dashboard.analytics import AnalyticsError, TooManyRows, analytics_data
 from emotionops.params import DashboardParams
 from emotionops.warehouse import WarehouseError, load_emotion_events
+from emotionops.warehouse.migrations import LATEST
 from emotionops.warehouse.schema import schema_version
 
 UTC_PLUS_1 = timezone(timedelta(hours=1))
@@ -195,8 +196,10 @@ def check_empty(engine) -> None:
 
 def check_old_schema(engine) -> None:
     with engine.begin() as conn:
-        conn.execute(delete(schema_version).where(schema_version.c.version == 5))
-    with pytest.raises(WarehouseError, match=r"version 4.*needs 5.*emotionops warehouse init"):
+        conn.execute(delete(schema_version).where(schema_version.c.version == LATEST))
+    with pytest.raises(
+        WarehouseError, match=rf"version {LATEST - 1}.*needs {LATEST}.*emotionops warehouse init"
+    ):
         analytics_data(engine)
 
 

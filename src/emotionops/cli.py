@@ -572,11 +572,20 @@ def evaluate(
         if result.flip_consistency is not None
         else ""
     )
+    fp = result.ferplus
     typer.echo(
         f"{result.source['model']} on {result.source['data']}: {result.n_images} images, "
-        f"accuracy {result.accuracy:.3f}, macro-F1 {result.macro_f1:.3f}{flip}, "
+        + ("original labels: " if fp is not None else "")
+        + f"accuracy {result.accuracy:.3f}, macro-F1 {result.macro_f1:.3f}{flip}, "
         f"{result.predict_images_per_s or 0:.0f} images/s"
     )
+    if fp is not None:
+        recall = ", ".join(f"{k} {m['recall']:.3f}" for k, m in fp.per_class.items())
+        typer.echo(
+            f"FER+ majority labels: {fp.n_images} images ({result.ferplus_left_out} without a "
+            f"majority in the label set left out), accuracy {fp.accuracy:.3f}, macro-F1 "
+            f"{fp.macro_f1:.3f}; recall {recall}"
+        )
 
 
 @edge_app.command("run")

@@ -5,7 +5,9 @@ Both models are loaded from their MLflow runs and scored here, in one process, o
 split of the challenger's dataset version (its run's `data/split.csv`, read against the
 local faces folder), never from numbers logged at different times. The challenger must also
 ship a TFLite file that loads in the edge runtime (ai-edge-litert), agrees with its Keras
-model and answers within the latency budget. `decide` is the pure core; `describe_version`
+model and answers within the latency budget. The metrics are measured on the ruler that
+params registry.ruler names (`original` labels or the `ferplus` majority of annotator
+votes; `auto`: ferplus when the test split carries votes), recorded in the decision. `decide` is the pure core; `describe_version`
 and `score` load and measure; the registry (`emotionops.registry.promote`) moves the alias.
 """
 
@@ -72,6 +74,12 @@ class GateDecision:
     challenger: ModelScores
     champion: ModelScores | None
     notes: list[str] = field(default_factory=list)
+    ruler: str = "original"  # the labels the figures are measured on (evaluate.RULERS)
+
+    @property
+    def metric_name(self) -> str:
+        """The decided metric with its ruler, e.g. `ferplus:macro_f1` (the audit record's)."""
+        return f"{self.ruler}:macro_f1"
 
     @property
     def reason(self) -> str:
@@ -85,7 +93,7 @@ class GateDecision:
 
     def figures(self) -> dict[str, Any]:
         """Both models' figures, for version tags and the audit row."""
-        out: dict[str, Any] = {"challenger_macro_f1": self.challenger.macro_f1}
+        out: dict[str, Any] = {"ruler": self.ruler, "challenger_macro_f1": self.challenger.macro_f1}
         if self.champion is not None:
             out["champion_version"] = self.champion.version
             out["champion_macro_f1"] = self.champion.macro_f1
@@ -99,9 +107,13 @@ class GateDecision:
 
 
 def decide(
-    challenger: ModelScores, champion: ModelScores | None, params: RegistryParams
+    challenger: ModelScores,
+    champion: ModelScores | None,
+    params: RegistryParams,
+    ruler: str = "original",
 ) -> GateDecision:
-    """Promote or refuse, with every check and its figures (the pure core of the gate)."""
+    """Promote or refuse, with every check and its figures (the pure core of the gate);
+    `ruler` names the labels the scores were measured on (it is written into the checks)."""
     checks: list[Check] = []
     if champion is not None:
         same = champion.labels == challenger.labels
@@ -112,25 +124,26 @@ def decide(
                             f"{challenger.image_size}, 1]" + ("" if size_ok else
                             f" vs champion's side {champion.image_size}")))  # fmt: skip
     if not all(c.passed for c in checks):  # nothing comparable: refuse on the mismatch
-        return GateDecision(False, checks, challenger, champion)
+        return GateDecision(False, checks, challenger, champion, ruler=ruler)
     checks += _tflite_checks(challenger, params)
     new = challenger.macro_f1
     if new is None:
         checks.append(Check("scored", False, "the challenger could not be scored"))
     elif champion is None:
         checks.append(Check("floor", new >= params.floor_macro_f1,
-                            f"macro-F1 {new:.4f} vs floor {params.floor_macro_f1:g} (no champion)"))  # fmt: skip
+                            f"macro-F1 {new:.4f} vs floor {params.floor_macro_f1:g} (no champion) "
+                            f"on {ruler} labels"))  # fmt: skip
     elif champion.macro_f1 is not None:
         old = champion.macro_f1
         checks.append(Check("macro-F1", new - old >= params.min_improvement - EPS,
                             f"{new:.4f} vs champion v{champion.version} {old:.4f} "
-                            f"({new - old:+.4f}, needs {params.min_improvement:+g})"))  # fmt: skip
+                            f"({new - old:+.4f}, needs {params.min_improvement:+g}) on {ruler} labels"))  # fmt: skip
         drops = {lab: champion.recall(lab) - challenger.recall(lab) for lab in challenger.labels}
         worst = max(drops, key=drops.get)
         checks.append(Check("recall per label", drops[worst] <= params.max_recall_drop + EPS,
                             f"largest drop {worst} {drops[worst]:+.4f} "
-                            f"(at most {params.max_recall_drop:g})"))  # fmt: skip
-    return GateDecision(all(c.passed for c in checks), checks, challenger, champion)
+                            f"(at most {params.max_recall_drop:g}) on {ruler} labels"))  # fmt: skip
+    return GateDecision(all(c.passed for c in checks), checks, challenger, champion, ruler=ruler)
 
 
 def _tflite_checks(scores: ModelScores, params: RegistryParams) -> list[Check]:

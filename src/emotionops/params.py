@@ -410,6 +410,11 @@ class RegistryParams(_Section):
     lease_s: float = Field(
         600, gt=0, le=86_400, description="a promotion's lease; a crashed holder frees it then"
     )
+    ruler: Literal["auto", "original", "ferplus"] = Field(
+        "auto",
+        description="labels the gate's metrics are measured on: the original (folder) labels, "
+        "the FER+ majority of annotator votes, or auto (ferplus when the test split has votes)",
+    )
 
 
 class TrackingParams(_Section):

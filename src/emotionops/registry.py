@@ -238,7 +238,12 @@ def register(
         "tflite_uri": f"runs:/{run_id}/tflite",
         **{
             k: f"{data.metrics[k]:.6f}"
-            for k in ("test_accuracy", "test_macro_f1")
+            for k in (
+                "test_accuracy",
+                "test_macro_f1",
+                "test_ferplus_accuracy",
+                "test_ferplus_macro_f1",
+            )
             if k in data.metrics
         },
     }
@@ -307,7 +312,7 @@ def promote(
             record = move_alias(
                 client, challenger, CHAMPION, "promoted" if decision.promote else "refused",
                 decision.reason, champion, on_move,
-                ("macro_f1", decision.challenger.macro_f1,
+                (decision.metric_name, decision.challenger.macro_f1,
                  decision.champion.macro_f1 if decision.champion else None),
                 move=decision.promote,
             )  # fmt: skip
@@ -336,11 +341,21 @@ def gate_decision(
     params: RegistryParams,
     predict_batch: int,
 ) -> GateDecision:
-    """Score both versions on the challenger's test split and decide (emotionops.gate)."""
+    """Score both versions on the challenger's test split, on the ruler of params.ruler
+    (the original labels or the FER+ majority labels of the same faces), and decide
+    (emotionops.gate)."""
     import tempfile
 
     from emotionops.gate import GateError, decide, describe_version, run_split, score
-    from emotionops.training.evaluate import EvaluationError, split_eval_set
+    from emotionops.training.evaluate import (
+        FERPLUS,
+        EvaluationError,
+        resolve_ruler,
+        ruled_set,
+        split_eval_set,
+    )
+
+    ruler, left_out, n_faces = "original", 0, 0
 
     try:
         new = describe_version(client, challenger)
@@ -350,12 +365,24 @@ def gate_decision(
         with tempfile.TemporaryDirectory(prefix="emotionops-gate-") as tmp:
             split_csv = run_split(client, new.run_id, Path(tmp))
             test = split_eval_set(split_csv, faces_root, new.labels, new.image_size, "test")
+            ruler = resolve_ruler(params.ruler, test)
+            ruled, left_out = ruled_set(test, ruler)
+            n_faces = len(ruled.labels)
             for scores in (new, old):
                 if scores is not None:
-                    score(client, tracking_uri, scores, test, predict_batch)
+                    score(client, tracking_uri, scores, ruled, predict_batch)
     except (GateError, EvaluationError) as exc:
         raise RegistryError(f"cannot gate {challenger.name} v{challenger.version}: {exc}") from exc
-    decision = decide(new, old, params)
+    decision = decide(new, old, params, ruler)
+    decision.notes.append(
+        f"ruler {ruler} (registry.ruler {params.ruler}): "
+        + (
+            f"FER+ majority labels of {n_faces} test faces, {left_out} without a majority "
+            "in the label set left out"
+            if ruler == FERPLUS
+            else f"the original labels of {n_faces} test faces"
+        )
+    )
     if old is not None and old.test_fingerprint and old.test_fingerprint != new.test_fingerprint:
         decision.notes.append(
             f"champion v{old.version} was tested on another split (dataset "

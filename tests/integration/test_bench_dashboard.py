@@ -1,5 +1,6 @@
 """bench/dashboard_queries.py: its seeded rows keep the warehouse's invariants, and a tiny run
-on SQLite prints the table, the verdicts and the CPU."""
+on SQLite prints both tables (requests: events vs rollup; ingest cost), the verdicts and the
+CPU (it stops with an error if the rollup and the events disagree on a request)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def test_rows_are_edge_shaped(bench) -> None:
 def test_tiny_run_prints_the_table(bench, capsys) -> None:
     assert bench.main(["--rows", "3000", "--repeat", "1", "--backends", "sqlite"]) == 0
     out = capsys.readouterr().out
-    assert "all cameras, day, full range" in out and "no index / index" in out
-    assert "sqlite, all cameras, hour, 1 day: the index" in out
+    assert "all cameras, day, full range" in out and "events / rollup" in out
+    assert "sqlite, all cameras, hour, 1 day: the rollup is" in out
+    assert "upsert + rollup ms (now)" in out and "migration 6's backfill" in out
     assert "CPU: " in out

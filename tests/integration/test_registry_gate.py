@@ -355,3 +355,111 @@ def test_registry_down_or_unknown_names_fail_clearly_and_change_nothing(
     register(mlflow_server, name, runs["perfect"])
     with pytest.raises(RegistryError, match="has no version 7"):
         _promote(mlflow_server, name, faces, engine, version=7)
+
+
+# Two rulers --------------------------------------------------------------------------------
+#: FER+-style votes for the gate's test faces: the crowd calls the happy-band faces sad and
+#: the sad-band faces happy, agrees on surprise, and has no majority on the first three faces.
+CROWD = {
+    "happy": {"sad": 8, "happy": 2},
+    "sad": {"happy": 8, "sad": 2},
+    "surprise": {"surprise": 10},
+}
+NO_MAJORITY = {"happy": 5, "sad": 5}
+
+
+@pytest.fixture(scope="module")
+def voted_runs(mlflow_server: str, faces: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The perfect model and one with happy and sad swapped (perfect by the crowd), both
+    logged with a split file whose test rows carry votes."""
+    import csv
+
+    from emotionops.dataset.votes import encode_votes
+
+    split = tmp_path_factory.mktemp("voted") / "split.csv"
+    with (faces / "split.csv").open(newline="") as src, split.open("w", newline="") as dst:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, fieldnames=[*(reader.fieldnames or []), "votes"])
+        writer.writeheader()
+        n_test = 0
+        for row in reader:
+            votes = None
+            if row["split"] == "test":
+                votes = NO_MAJORITY if n_test < 3 else CROWD[row["label"]]
+                n_test += 1
+            writer.writerow({**row, "votes": encode_votes(votes)})
+    swapped = band_model(LABELS, {0: 1, 1: 0})  # happy reads sad's band and vice versa
+    return {
+        "perfect": log_run(mlflow_server, band_model(LABELS), LABELS, split, fingerprint="fp-v"),
+        "swapped": log_run(mlflow_server, swapped, LABELS, split, fingerprint="fp-v"),
+    }
+
+
+@pytest.mark.parametrize(("ruler", "promoted"), [("original", False), ("auto", True)])
+def test_the_gate_decides_on_the_ruler_params_name(
+    mlflow_server: str, voted_runs: dict[str, str], faces: Path, engine, ruler: str, promoted: bool
+) -> None:
+    """Champion: perfect by the folder labels. Challenger: perfect by the crowd's majority.
+    On the original ruler it is refused, on auto (= ferplus: the split carries votes) it is
+    promoted; the ruler is in the reason, the figures and the audit's metric name."""
+    from sqlalchemy import text
+
+    from emotionops.registry import get_alias_version, register
+    from emotionops.warehouse import load_promotions
+
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    register(mlflow_server, name, voted_runs["perfect"])
+    first = _promote(mlflow_server, name, faces, engine, floor_macro_f1=0, ruler="original")
+    assert first.promoted and first.moves[0].metric_name == "original:macro_f1"
+    register(mlflow_server, name, voted_runs["swapped"])
+    second = _promote(mlflow_server, name, faces, engine, ruler=ruler)
+    expected = "original" if ruler == "original" else "ferplus"
+    assert second.promoted is promoted, second.reason
+    decision = second.decision
+    assert decision.ruler == expected and second.moves[0].metric_name == f"{expected}:macro_f1"
+    assert f"on {expected} labels" in second.reason
+    if expected == "ferplus":
+        # 30 test faces, 3 without a majority: both models scored on the other 27
+        assert decision.challenger.evaluation.n_images == 27
+        assert decision.champion.evaluation.n_images == 27
+        assert decision.challenger.macro_f1 == pytest.approx(1.0)
+        assert decision.champion.evaluation.per_class["happy"]["recall"] == 0.0
+        assert "FER+ majority labels of 27 test faces, 3 without a majority" in second.reason
+    else:
+        assert decision.challenger.evaluation.n_images == 30
+        assert decision.champion.macro_f1 == pytest.approx(1.0)
+        assert "the original labels of 30 test faces" in second.reason
+    assert get_alias_version(mlflow_server, name, "champion").version == ("2" if promoted else "1")
+    load_promotions(engine, second.moves)
+    with engine.connect() as conn:
+        names = (
+            conn.execute(
+                text("SELECT metric_name FROM model_promotion WHERE model_name = :n"), {"n": name}
+            )
+            .scalars()
+            .all()
+        )
+    assert names == [f"{expected}:macro_f1"]
+
+
+def test_the_ferplus_ruler_without_votes_is_an_error_and_auto_falls_back(
+    mlflow_server: str, runs: dict[str, str], faces: Path, engine
+) -> None:
+    from emotionops.registry import RegistryError, get_alias_version, register
+
+    name = f"gate-{uuid.uuid4().hex[:8]}"
+    register(mlflow_server, name, runs["one_wrong"])
+    with pytest.raises(RegistryError, match="the ferplus ruler needs votes"):
+        _promote(mlflow_server, name, faces, engine, ruler="ferplus")
+    assert get_alias_version(mlflow_server, name, "champion") is None
+    fallback = _promote(mlflow_server, name, faces, engine)  # auto: no votes -> original
+    assert fallback.promoted and fallback.decision.ruler == "original"
+    assert fallback.moves[0].metric_name == "original:macro_f1"
+
+
+def test_registry_ruler_is_checked() -> None:
+    from pydantic import ValidationError
+
+    assert RegistryParams().ruler == "auto"
+    with pytest.raises(ValidationError, match="ruler"):
+        RegistryParams(ruler="crowd")

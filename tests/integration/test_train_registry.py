@@ -377,3 +377,71 @@ def test_default_recipe_runs_end_to_end_and_deploys_what_it_evaluated(
     np.testing.assert_allclose(deployed(x), deployed(x[:, :, ::-1]), atol=1e-5)
     card = (tmp_path / "export" / "model_card.md").read_text()
     assert "frozen partner networks `fer`, `human`" in card and "flip averaging" in card
+
+
+def test_a_split_with_votes_is_scored_on_both_rulers(
+    mlflow_server: str, faces_root: Path, tmp_path: Path
+) -> None:
+    """The test rows carry FER+-style votes (happy and sad swapped by the crowd, no majority
+    on three faces): the run logs the original ruler under today's names and the ferplus
+    ruler beside it (MLflow metrics, evaluation/ferplus_* artifacts, DVC metrics, model
+    card), equal to scoring the exported model on the split's FER+ majority labels."""
+    import csv
+
+    from mlflow import MlflowClient
+
+    from emotionops.dataset.votes import encode_votes
+    from emotionops.training.evaluate import evaluate_probs, load_model, split_eval_set
+    from emotionops.training.train import train
+
+    crowd = {"happy": {"sad": 8, "happy": 2}, "sad": {"happy": 8, "sad": 2},
+             "surprise": {"surprise": 9, "-": 1}}  # fmt: skip
+    split = tmp_path / "split.csv"
+    with (faces_root / "split.csv").open(newline="") as src, split.open("w", newline="") as dst:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, fieldnames=[*(reader.fieldnames or []), "votes"])
+        writer.writeheader()
+        n_test = 0
+        for row in reader:
+            votes = None
+            if row["split"] == "test":
+                votes = {"happy": 4, "sad": 4, "-": 2} if n_test < 3 else crowd[row["label"]]
+                n_test += 1
+            writer.writerow({**row, "votes": encode_votes(votes)})
+    params = tiny_train_params(epochs=2, batch_size=16, learning_rate=0.003, seed=11,
+                               flip_average=True)  # fmt: skip
+    result = train(split, faces_root, LABELS, params, tracking_uri=mlflow_server,
+                   experiment="it-rulers", progress=False, export_dir=tmp_path / "export")  # fmt: skip
+    client = MlflowClient(tracking_uri=mlflow_server)
+    metrics = client.get_run(result.run_id).data.metrics
+    assert result.ferplus is not None and result.ferplus_left_out == 3
+    assert metrics["test_ferplus_n"] == 9 and metrics["test_ferplus_left_out"] == 3
+    assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    for label in LABELS:
+        assert f"test_ferplus_{label}_recall" in metrics
+    assert "test_ferplus_accuracy_network_alone" in metrics  # flip averaging: not the same model
+
+    test = split_eval_set(split, faces_root, LABELS, 48)
+    model = load_model(str(tmp_path / "export"))
+    again = evaluate_probs(model.predict, test.images, test.labels, LABELS, votes=test.votes)
+    assert again.ferplus is not None
+    assert metrics["test_ferplus_accuracy"] == pytest.approx(again.ferplus.accuracy)
+    assert metrics["test_ferplus_macro_f1"] == pytest.approx(again.ferplus.macro_f1)
+    assert result.ferplus.confusion == again.ferplus.confusion
+    assert sum(map(sum, result.ferplus.confusion)) == 9
+
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
+    assert {"evaluation/per_class_metrics.json", "evaluation/confusion_matrix.csv",
+            "evaluation/ferplus_per_class_metrics.json",
+            "evaluation/ferplus_confusion_matrix.csv"} <= artifacts  # fmt: skip
+    dvc = result.metrics()
+    assert dvc["test_ferplus_accuracy"] == pytest.approx(again.ferplus.accuracy)
+    assert set(dvc["test_ferplus_recall"]) == set(LABELS)
+    card = (tmp_path / "export" / "model_card.md").read_text()
+    assert "On the FER+ majority labels of the same faces" in card
+    assert "9 faces,\n3 without a majority" in card
+
+
+def test_a_split_without_votes_has_no_ferplus_ruler(trained) -> None:
+    assert trained.ferplus is None
+    assert not any("ferplus" in key for key in trained.metrics())

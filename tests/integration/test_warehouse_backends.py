@@ -262,13 +262,13 @@ def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> N
     eng = connect(wh_url)
     migrate(eng)
     with eng.begin() as conn:  # back to what version 4 made
-        for name in ("url_outcome", "validation_result"):
+        for name in ("url_outcome", "validation_result", "emotion_hour"):
             conn.exec_driver_sql(f"DROP TABLE {name}")
         conn.exec_driver_sql("DROP INDEX ix_emotion_event_start")
         for name in V5_TRAINING_RUN_COLUMNS:
             conn.exec_driver_sql(f"ALTER TABLE training_run DROP COLUMN {name}")
         conn.exec_driver_sql("ALTER TABLE image DROP COLUMN votes")
-        conn.execute(schema_version.delete().where(schema_version.c.version == 5))
+        conn.execute(schema_version.delete().where(schema_version.c.version >= 5))
         conn.exec_driver_sql(
             "INSERT INTO image (sha256, label, status) VALUES ('s4', 'happy', 'accepted')"
         )
@@ -285,8 +285,8 @@ def test_the_dashboard_migration_upgrades_a_version_4_database(wh_url: str) -> N
     }
 
     report = migrate(eng)
-    assert (report.applied, report.version) == ([5], 5)
-    assert sorted(report.created) == ["url_outcome", "validation_result"]
+    assert (report.applied, report.version) == ([5, 6], 6)  # 6: the rollup of emotion_event
+    assert sorted(report.created) == ["emotion_hour", "url_outcome", "validation_result"]
     assert {f"training_run.{n} added" for n in V5_TRAINING_RUN_COLUMNS} <= set(report.changes)
     assert "image.votes added" in report.changes
     assert "index ix_emotion_event_start created" in report.changes

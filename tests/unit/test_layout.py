@@ -107,6 +107,6 @@ def test_each_stage_lives_in_its_package() -> None:
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == [
         "__init__.py", "cli.py", "demo.py", "errors.py", "files.py", "gate.py", "notice.py",
-        "params.py",
+        "params.py", "paths.py",
         "pipeline.py", "progress.py", "registry.py", "settings.py", "tracking.py",
     ]  # fmt: skip

@@ -256,3 +256,41 @@ def test_the_dashboard_migration_compiles_for_oracle() -> None:
     result = str(CreateTable(metadata.tables["validation_result"]).compile(dialect=ORACLE_19))
     assert "validated_at TIMESTAMP WITH TIME ZONE NOT NULL" in result
     assert "PRIMARY KEY (run_date, suite)" in result
+
+
+def test_the_rollup_statements_compile_for_oracle() -> None:
+    """emotion_hour (migration 6) and what keeps it: the table, the DELETE + INSERT ...
+    SELECT of the touched hours, the refresh lock, and the analytics page's rollup reads."""
+    from datetime import UTC, datetime
+
+    from emotionops.dashboard.analytics import rollup_queries
+    from emotionops.warehouse import rollup
+
+    ddl = str(CreateTable(metadata.tables["emotion_hour"]).compile(dialect=ORACLE_19))
+    assert "PRIMARY KEY (camera_id, hour_start, label)" in ddl and '"' not in ddl
+    assert "hour_start TIMESTAMP NOT NULL" in ddl
+    assert "first_window TIMESTAMP WITH TIME ZONE NOT NULL" in ddl
+    hour = datetime(2026, 12, 1, 23, tzinfo=UTC)
+    touched = [("cam-a", hour), ("cam-a", hour.replace(minute=30)), ("cam-b", hour)]
+    delete, insert = (str(s.compile(dialect=ORACLE_19)) for s in rollup.refresh_statements(touched))
+    assert delete.startswith("DELETE FROM emotion_hour WHERE emotion_hour.camera_id = ")
+    assert delete.count("emotion_hour.hour_start >= ") == 2  # one range per camera
+    assert insert.startswith(
+        "INSERT INTO emotion_hour (camera_id, hour_start, label, faces, observations, "
+        "tracks, first_window, last_window) SELECT"
+    )
+    assert "TRUNC(emotion_event.window_start, 'HH')" in insert
+    assert "FROM_TZ(CAST(hour_labels.first_window AS TIMESTAMP), 'UTC')" in insert
+    assert " AS hour_labels JOIN " not in insert and '"' not in insert  # Oracle: no AS
+    assert insert.count("emotion_event.window_start >= ") == 4  # 2 ranges, 2 subqueries
+    lock = str(rollup.lock_statement().compile(dialect=ORACLE_19))
+    assert lock.endswith("FOR UPDATE") and "schema_version" in lock
+    full = str(rollup.insert_hours().compile(dialect=ORACLE_19))
+    assert "WHERE" not in full
+    for bucket in ("hour", "day"):
+        for name, query in rollup_queries("cam-a", hour, hour, bucket, limit=101).items():
+            sql = str(query.compile(dialect=ORACLE_19))
+            assert '"' not in sql and " LIMIT " not in sql and "emotion_event" not in sql, sql
+            if name != "cameras":
+                assert "FETCH FIRST" in sql
+                assert ("TRUNC(" in sql) == (bucket == "day"), sql

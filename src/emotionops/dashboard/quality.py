@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Select, and_, func, select
 
 from emotionops.dashboard.common import iso, read_all
 from emotionops.errors import EmotionOpsError
+from emotionops.paths import DataPaths
 from emotionops.warehouse.report import reason_kind
 from emotionops.warehouse.schema import image, url_outcome, validation_result
 
@@ -159,8 +160,6 @@ def quality_data(engine: Engine, samples_per_group: int = 12) -> dict[str, Any]:
 def thumbnail_source(engine: Engine, data_root: Path, sha256: str) -> Path:
     """The stored training image behind `sha256`: its face crop if accepted, else its
     downloaded file; always inside `data_root` (a path in the warehouse cannot point out)."""
-    from emotionops.pipeline import DataPaths
-
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ThumbnailError(f"not a sha256: {sha256[:80]!r}")
     rows = read_all(

@@ -225,3 +225,38 @@ def check_files(table: VoteTable, files: Iterable[str], skip_bad: bool = False) 
             "(paths are relative to the folder; --skip-bad leaves them out)"
         )
     return unknown
+
+
+#: The optional split.csv (and images.csv) column carrying an image's votes (encode_votes).
+VOTES_COLUMN = "votes"
+
+
+def split_votes(split_csv: Path, split: str | None = None) -> dict[str, dict[str, int]]:
+    """Votes by image path (split.csv's `path`) for the rows of `split` (all when None); empty
+    when the file has no `votes` column or no row carries votes (a dataset without them).
+    A malformed value raises VoteTableError naming the line."""
+    out: dict[str, dict[str, int]] = {}
+    with Path(split_csv).open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if VOTES_COLUMN not in (reader.fieldnames or []):
+            return out
+        for line, row in enumerate(reader, start=2):
+            if split is not None and (row.get("split") or "").strip() != split:
+                continue
+            try:
+                counts = decode_votes((row.get(VOTES_COLUMN) or "").strip())
+            except VoteTableError as exc:
+                raise VoteTableError(f"{split_csv}:{line}: {exc}") from exc
+            if counts:
+                out[(row.get("path") or "").strip()] = counts
+    return out
+
+
+def majority_indices(
+    votes: Sequence[Mapping[str, int] | None], labels: Sequence[str]
+) -> np.ndarray:
+    """Each image's FER+ majority label as an index into `labels`, -1 where it has none (no
+    votes, no majority, or a majority outside the label set): the FER+ ruler's truth."""
+    index = {label: i for i, label in enumerate(labels)}
+    picked = (majority(counts, labels) for counts in votes)
+    return np.asarray([index[m] if m is not None else -1 for m in picked], dtype=np.int64)

@@ -10,6 +10,12 @@ confusion matrix (counts and row-normalised, CSV + PNG) and a behavioural check:
 of faces whose predicted label survives a horizontal flip (a mirrored face keeps its
 emotion), plus prediction throughput.
 
+Two rulers: the `original` labels (the folder a face was imported from, FER2013's noisy
+labels) and, when the data carries annotator votes (split.csv's `votes` column, FER+), the
+`ferplus` ruler: the same predictions scored against each face's FER+ majority label
+(dataset.votes.majority over the evaluated labels). Faces without such a majority are left
+out of that ruler and counted; without votes the ferplus ruler is absent, not zero.
+
 The artifact names written here (evaluation/per_class_metrics.json, confusion_matrix.csv)
 are read by `emotionops warehouse load-run`: keep them stable.
 """
@@ -22,15 +28,20 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emotionops.dataset.votes import majority_indices, split_votes
 from emotionops.errors import EmotionOpsError
 from emotionops.params import DatasetParams
+
+#: The rulers: the imported (folder) labels, and the FER+ majority labels of the same faces.
+ORIGINAL, FERPLUS = "original", "ferplus"
+RULERS = ("auto", ORIGINAL, FERPLUS)  # registry.ruler; auto: ferplus when the data has votes
 
 
 class EvaluationError(EmotionOpsError):
@@ -89,11 +100,16 @@ class Evaluation:
     predict_images_per_s: float | None = None
     source: dict[str, str] = field(default_factory=dict)  # model and data descriptions
     y_pred: np.ndarray | None = field(default=None, repr=False)  # predicted label indices
+    #: the same predictions on the FER+ majority labels (None: the data has no votes)
+    ferplus: Evaluation | None = None
+    ferplus_left_out: int = 0  # faces without a FER+ majority in the label set
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
         """Flat metrics (for MLflow and DVC): accuracy, macro_f1, loss, flip,
-        <label>_<metric>."""
+        <label>_<metric>; with votes also ferplus_{accuracy,macro_f1,n,left_out} and
+        ferplus_<label>_recall (the original-label names stay as they were)."""
         out = {f"{prefix}accuracy": self.accuracy, f"{prefix}macro_f1": self.macro_f1}
+        out.update(self.ferplus_metrics(prefix))
         if self.loss is not None:
             out[f"{prefix}loss"] = self.loss
         if self.flip_consistency is not None:
@@ -103,9 +119,26 @@ class Evaluation:
                 out[f"{prefix}{label}_{key}"] = value
         return out
 
+    def ferplus_metrics(self, prefix: str = "", suffix: str = "") -> dict[str, float]:
+        """The ferplus ruler's flat metrics ({} when absent); `suffix` e.g. _network_alone."""
+        fp = self.ferplus
+        if fp is None:
+            return {}
+        out = {
+            f"{prefix}ferplus_accuracy{suffix}": fp.accuracy,
+            f"{prefix}ferplus_macro_f1{suffix}": fp.macro_f1,
+            f"{prefix}ferplus_n{suffix}": float(fp.n_images),
+            f"{prefix}ferplus_left_out{suffix}": float(self.ferplus_left_out),
+        }
+        for label, values in fp.per_class.items():
+            out[f"{prefix}ferplus_{label}_recall{suffix}"] = values["recall"]
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("y_pred")
+        if out["ferplus"] is not None:
+            out["ferplus"].pop("y_pred")
         return out
 
 
@@ -142,6 +175,25 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> Eval
     )
 
 
+def ferplus_score(
+    y_pred: np.ndarray, votes: Sequence[Mapping[str, int] | None] | None, labels: Sequence[str]
+) -> tuple[Evaluation | None, int]:
+    """Predictions scored on the faces' FER+ majority labels, and how many faces were left
+    out (no majority in `labels`). (None, 0) when no face has votes: the ruler is absent."""
+    if votes is None or not any(votes):
+        return None, 0
+    if len(votes) != len(y_pred):
+        raise EvaluationError(f"{len(votes)} vote entries for {len(y_pred)} predictions")
+    truth = majority_indices(votes, labels)
+    kept = truth >= 0
+    left_out = int((~kept).sum())
+    if not kept.any():
+        return None, left_out
+    result = score(truth[kept], np.asarray(y_pred)[kept], labels)
+    result.y_pred = np.asarray(y_pred)[kept]
+    return result, left_out
+
+
 def evaluate_probs(
     predict: Callable[[np.ndarray], np.ndarray],
     images: np.ndarray,
@@ -149,11 +201,13 @@ def evaluate_probs(
     labels: Sequence[str],
     columns: Sequence[int] | None = None,
     flip_check: bool = True,
+    votes: Sequence[Mapping[str, int] | None] | None = None,
 ) -> Evaluation:
     """Score `predict` (images float32 [N,S,S,1] -> probabilities) on labelled images.
 
     `columns`: which model outputs are `labels` (a 7-class model scored on 4 labels: the
-    argmax is taken over those outputs only)."""
+    argmax is taken over those outputs only). `votes`: each image's annotator votes (or
+    None), for the ferplus ruler beside the original labels."""
     if len(images) == 0:
         raise EvaluationError("nothing to evaluate: the evaluation set is empty")
     x = np.asarray(images, dtype=np.float32)
@@ -166,6 +220,7 @@ def evaluate_probs(
     result.loss = cross_entropy(probs[:, cols], y_true)
     result.y_pred = y_pred
     result.predict_images_per_s = len(x) / elapsed if elapsed > 0 else None
+    result.ferplus, result.ferplus_left_out = ferplus_score(y_pred, votes, labels)
     if flip_check:
         flipped = np.asarray(predict(x[:, :, ::-1, :].copy()))[:, cols].argmax(axis=1)
         result.flip_consistency = float(np.mean(flipped == y_pred))
@@ -207,21 +262,41 @@ def _write_matrix(path: Path, cm: np.ndarray, labels: Sequence[str]) -> None:
             writer.writerow([label, *(round(v, 6) if isinstance(v, float) else v for v in row)])
 
 
-def write_evaluation(out: Path, result: Evaluation, title: str = "test") -> Path:
-    """confusion_matrix{,_normalized}.{csv,png}, per_class_metrics.{json,csv}, metrics.json."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def _write_ruler(out: Path, result: Evaluation, prefix: str, title: str) -> None:
+    """One ruler's confusion matrices (counts, row-normalised; CSV + PNG) and per-class
+    metrics (JSON + CSV), file names prefixed (`` for the original labels: the names the
+    warehouse loader reads; `ferplus_` for the FER+ ruler)."""
     cm = np.asarray(result.confusion, dtype=np.int64)
     labels = result.labels
-    _write_matrix(out / "confusion_matrix.csv", cm, labels)
-    _write_matrix(out / "confusion_matrix_normalized.csv", normalise_rows(cm), labels)
-    (out / "per_class_metrics.json").write_text(json.dumps(result.per_class, indent=2) + "\n")
-    with (out / "per_class_metrics.csv").open("w", newline="", encoding="utf-8") as fh:
+    _write_matrix(out / f"{prefix}confusion_matrix.csv", cm, labels)
+    _write_matrix(out / f"{prefix}confusion_matrix_normalized.csv", normalise_rows(cm), labels)
+    (out / f"{prefix}per_class_metrics.json").write_text(
+        json.dumps(result.per_class, indent=2) + "\n"
+    )
+    with (out / f"{prefix}per_class_metrics.csv").open("w", newline="", encoding="utf-8") as fh:
         fields = ["label", "precision", "recall", "specificity", "f1", "support"]
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for label, metrics in result.per_class.items():
             writer.writerow({"label": label, **metrics})
+    plot_confusion(
+        cm, labels, out / f"{prefix}confusion_matrix.png", f"{title} confusion matrix (counts)"
+    )
+    plot_confusion(
+        normalise_rows(cm),
+        labels,
+        out / f"{prefix}confusion_matrix_normalized.png",
+        f"{title} (recall)",
+    )
+
+
+def write_evaluation(out: Path, result: Evaluation, title: str = "test") -> Path:
+    """confusion_matrix{,_normalized}.{csv,png}, per_class_metrics.{json,csv}, metrics.json;
+    with votes the same files prefixed `ferplus_` (the FER+ majority ruler), and metrics.json
+    gains a `ferplus` entry."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_ruler(out, result, "", f"{title} ({ORIGINAL} labels)" if result.ferplus else title)
     summary = {
         "n_images": result.n_images,
         "accuracy": result.accuracy,
@@ -233,11 +308,17 @@ def write_evaluation(out: Path, result: Evaluation, title: str = "test") -> Path
         "recall": {label: m["recall"] for label, m in result.per_class.items()},
         **({"source": result.source} if result.source else {}),
     }
+    if result.ferplus is not None:
+        fp = result.ferplus
+        summary[FERPLUS] = {
+            "n_images": fp.n_images,
+            "left_out": result.ferplus_left_out,
+            "accuracy": fp.accuracy,
+            "macro_f1": fp.macro_f1,
+            "recall": {label: m["recall"] for label, m in fp.per_class.items()},
+        }
+        _write_ruler(out, fp, f"{FERPLUS}_", f"{title} (FER+ majority labels)")
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_confusion(cm, labels, out / "confusion_matrix.png", f"{title} confusion matrix (counts)")
-    plot_confusion(
-        normalise_rows(cm), labels, out / "confusion_matrix_normalized.png", f"{title} (recall)"
-    )
     return out
 
 
@@ -430,12 +511,54 @@ class EvalSet:
     label_names: list[str]
     description: str
     paths: list[str] = field(default_factory=list)
+    #: each image's annotator votes (None for an image without); None: the data has none
+    votes: list[dict[str, int] | None] | None = None
+
+
+def resolve_ruler(ruler: str, test: EvalSet) -> str:
+    """The ruler a decision is measured on: `auto` is ferplus when the faces carry votes,
+    else original; ferplus without votes is an error (not a silent fallback)."""
+    if ruler not in RULERS:
+        raise EvaluationError(f"unknown ruler {ruler!r}; expected one of {', '.join(RULERS)}")
+    has_votes = bool(test.votes) and any(test.votes)
+    if ruler == "auto":
+        return FERPLUS if has_votes else ORIGINAL
+    if ruler == FERPLUS and not has_votes:
+        raise EvaluationError(
+            f"the ferplus ruler needs votes, and {test.description} carries none (import a "
+            "vote table, or set registry.ruler to original or auto)"
+        )
+    return ruler
+
+
+def ruled_set(test: EvalSet, ruler: str) -> tuple[EvalSet, int]:
+    """The faces and truth of one ruler, and how many faces it leaves out: `original` is
+    `test` itself; `ferplus` keeps the faces with a FER+ majority in the label set,
+    labelled by it."""
+    if ruler == ORIGINAL:
+        return test, 0
+    truth = majority_indices(test.votes or [None] * len(test.labels), test.label_names)
+    kept = np.flatnonzero(truth >= 0)
+    if not len(kept):
+        raise EvaluationError(
+            f"{test.description}: no face has a FER+ majority among {test.label_names}"
+        )
+    subset = EvalSet(
+        test.images[kept],
+        truth[kept].astype(np.int32),
+        list(test.label_names),
+        f"{test.description} ({FERPLUS} majority labels)",
+        [test.paths[i] for i in kept] if test.paths else [],
+        [test.votes[i] for i in kept] if test.votes else None,
+    )
+    return subset, len(truth) - len(kept)
 
 
 def split_eval_set(
     split_csv: Path, faces_root: Path, labels: Sequence[str], image_size: int, split: str = "test"
 ) -> EvalSet:
-    """One split of the project's split file (the frozen test split by default)."""
+    """One split of the project's split file (the frozen test split by default), with its
+    images' votes when the file has a `votes` column."""
     from emotionops.training.data import load_arrays
 
     arrays = load_arrays(split_csv, faces_root, labels, image_size)
@@ -444,7 +567,9 @@ def split_eval_set(
     a = arrays[split]
     if not len(a):
         raise EvaluationError(f"{split_csv}: the {split} split is empty")
-    return EvalSet(a.images, a.labels, list(labels), f"{split_csv}:{split}", a.paths)
+    by_path = split_votes(split_csv, split)
+    votes = [by_path.get(p) for p in a.paths] if by_path else None
+    return EvalSet(a.images, a.labels, list(labels), f"{split_csv}:{split}", a.paths, votes)
 
 
 def folder_eval_set(

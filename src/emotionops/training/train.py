@@ -10,9 +10,12 @@ the run, so a model version can always be traced to its data, code and evaluatio
   test_set_fingerprint;
 - per-epoch train_/val_ accuracy and loss and learning_rate (step = epoch);
 - test_accuracy, test_macro_f1, test_flip_consistency, per-class
-  test_<label>_{precision,recall,specificity,f1,support}; train_seconds, train_images_per_s;
+  test_<label>_{precision,recall,specificity,f1,support} (the original labels); when the
+  split carries votes, the ferplus ruler on the same faces: test_ferplus_{accuracy,macro_f1,
+  n,left_out}, test_ferplus_<label>_recall (and *_network_alone); train_seconds,
+  train_images_per_s;
 - artifacts: evaluation/ (confusion matrix counts + row-normalised, CSV + PNG; per-class
-  JSON + CSV; metrics.json), curves/ (history.csv, training_curves.png), data/split.csv,
+  JSON + CSV; the same prefixed ferplus_ with votes; metrics.json), curves/ (history.csv, training_curves.png), data/split.csv,
   the Keras model (LoggedModel `name="model"`, signature + input example), tflite/
   (model.tflite float32 + labels.json: the edge downloads `runs:/<run_id>/tflite`),
   tflite_dynamic/ (dynamic-range quantised), parity.json (Keras vs both TFLite files,
@@ -99,9 +102,17 @@ class TrainResult:
     network_flip_consistency: float | None = None
     #: the teachers' pass over the train split before fit (distillation), not in train_seconds
     distill_seconds: float | None = None
+    #: the ferplus ruler (FER+ majority labels of the test faces); None: the split has no votes
+    ferplus: Evaluation | None = None
+    ferplus_left_out: int = 0  # test faces without a FER+ majority in the label set
+    network_ferplus_accuracy: float | None = None
+    network_ferplus_macro_f1: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.ferplus is not None:
+            out["ferplus"] = self.ferplus.to_dict()
+        return out
 
     def metrics(self) -> dict[str, Any]:
         """The DVC metrics file (`data/metrics/train.json`): what `dvc metrics diff` compares."""
@@ -123,6 +134,22 @@ class TrainResult:
             "n_train": self.n_train,
             "n_val": self.n_val,
             "n_test": self.n_test,
+            **self.ferplus_metrics(),
+        }
+
+    def ferplus_metrics(self) -> dict[str, Any]:
+        """The ferplus ruler's DVC metrics; {} (absent, not zero) when the split has no votes."""
+        fp = self.ferplus
+        if fp is None:
+            return {}
+        return {
+            "test_ferplus_accuracy": fp.accuracy,
+            "test_ferplus_macro_f1": fp.macro_f1,
+            "test_ferplus_n": fp.n_images,
+            "test_ferplus_left_out": self.ferplus_left_out,
+            "test_ferplus_recall": {label: m["recall"] for label, m in fp.per_class.items()},
+            "network_test_ferplus_accuracy": self.network_ferplus_accuracy,
+            "network_test_ferplus_macro_f1": self.network_ferplus_macro_f1,
         }
 
 
@@ -437,18 +464,46 @@ Train {result.n_train}, validation {result.n_val} (early stopping and selection)
 {result.n_test} images (split by content hash; never used for training or selection).
 
 ## Evaluation (test split)
-Accuracy **{result.test_accuracy:.3f}**, macro-F1 **{result.test_macro_f1:.3f}**;
+On the original labels{" (the folders the faces were imported from)" if result.ferplus else ""}:
+accuracy **{result.test_accuracy:.3f}**, macro-F1 **{result.test_macro_f1:.3f}**;
 flip consistency (a mirrored face keeps its predicted label) {flip}.
 
 | label | precision | recall | specificity | F1 | support |
 | --- | --- | --- | --- | --- | --- |
 {rows}
-
+{_ferplus_card(result)}
 ## Limitations
 Trained on 48x48 grayscale face crops: faces in profile, occluded, very small or under
 unusual lighting are out of distribution. Expressions are posed or scraped from the web and
 do not equal felt emotions. Accuracy differs by label (see recall above); check it per
 demographic group on your own data before deployment.
+"""
+
+
+def _ferplus_card(result: TrainResult) -> str:
+    """The model card's FER+ ruler paragraph ('' when the split carries no votes)."""
+    fp = result.ferplus
+    if fp is None:
+        return ""
+    alone = (
+        f" The trained network alone: accuracy {result.network_ferplus_accuracy:.3f}, "
+        f"macro-F1 {result.network_ferplus_macro_f1:.3f}."
+        if result.network_ferplus_accuracy is not None
+        and result.network_ferplus_macro_f1 is not None
+        else ""
+    )
+    rows = "\n".join(
+        f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {int(m['support'])} |"
+        for lab, m in fp.per_class.items()
+    )
+    return f"""
+On the FER+ majority labels of the same faces (annotator votes; {fp.n_images} faces,
+{result.ferplus_left_out} without a majority in the label set left out): accuracy
+**{fp.accuracy:.3f}**, macro-F1 **{fp.macro_f1:.3f}**.{alone}
+
+| label | precision | recall | F1 | support |
+| --- | --- | --- | --- | --- |
+{rows}
 """
 
 
@@ -704,11 +759,25 @@ class Scores:
     alone: Evaluation | None
 
 
+def test_votes(split_csv: Path, data: Datasets) -> list[dict[str, int] | None] | None:
+    """The test faces' votes in the order of data.arrays["test"] (split.csv's `votes`
+    column); None when the split carries none (the ferplus ruler is then absent)."""
+    from emotionops.dataset.votes import split_votes
+
+    by_path = split_votes(split_csv, "test")
+    return [by_path.get(p) for p in data.arrays["test"].paths] if by_path else None
+
+
 def evaluate_deployed(
-    model: keras.Model, params: TrainParams, labels: list[str], data: Datasets
+    model: keras.Model,
+    params: TrainParams,
+    labels: list[str],
+    data: Datasets,
+    votes: list[dict[str, int] | None] | None = None,
 ) -> Scores:
     """Assemble the deployed model (float32 network, mirror, partners) and score it, and the
-    network alone, on the frozen test split (val accuracy for the record)."""
+    network alone, on the frozen test split (val accuracy for the record); with the test
+    faces' `votes`, on both rulers."""
     from emotionops.training.models import build_partners, inference_model
 
     network = _float32_twin(model, params, labels)
@@ -720,10 +789,14 @@ def evaluate_deployed(
         val_probs = np.asarray(deployed.predict(data.val, verbose=0))
         val_accuracy = float(np.mean(val_probs.argmax(1) == data.arrays["val"].labels))
     test = data.arrays["test"]
-    evaluation = evaluate_probs(keras_predictor(deployed, 256), test.images, test.labels, labels)
+    evaluation = evaluate_probs(
+        keras_predictor(deployed, 256), test.images, test.labels, labels, votes=votes
+    )
     alone = None
     if deployed is not network:
-        alone = evaluate_probs(keras_predictor(network, 256), test.images, test.labels, labels)
+        alone = evaluate_probs(
+            keras_predictor(network, 256), test.images, test.labels, labels, votes=votes
+        )
     return Scores(deployed, val_accuracy, evaluation, alone)
 
 
@@ -750,6 +823,9 @@ def log_scores(scores: Scores, fitted: Fitted, distill_seconds: float | None, tm
         # network itself (a flip-averaged model is mirror-invariant by construction).
         metrics["test_accuracy_network_alone"] = scores.alone.accuracy
         metrics["test_flip_consistency_network_alone"] = scores.alone.flip_consistency
+        if scores.alone.ferplus is not None:
+            metrics["test_ferplus_accuracy_network_alone"] = scores.alone.ferplus.accuracy
+            metrics["test_ferplus_macro_f1_network_alone"] = scores.alone.ferplus.macro_f1
     mlflow.log_metrics(metrics)
     write_evaluation(tmp / "evaluation", evaluation)
     mlflow.log_artifacts(str(tmp / "evaluation"), EVALUATION_ARTIFACT_PATH)
@@ -895,7 +971,7 @@ def train(
     with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="emotionops-") as tmp:
         log_inputs(params, requested_precision, labels, prepared, model, patience, tags)
         fitted = fit(model, prepared, labels, params, patience, progress)
-        scores = evaluate_deployed(model, params, labels, data)
+        scores = evaluate_deployed(model, params, labels, data, test_votes(split_csv, data))
         log_scores(scores, fitted, prepared.distill_seconds, Path(tmp))
         split_copy = Path(tmp) / "data" / "split.csv"
         split_copy.parent.mkdir()
@@ -954,6 +1030,10 @@ def _result(
         network_test_accuracy=alone.accuracy if alone else None,
         network_flip_consistency=alone.flip_consistency if alone else None,
         distill_seconds=prepared.distill_seconds,
+        ferplus=evaluation.ferplus,
+        ferplus_left_out=evaluation.ferplus_left_out,
+        network_ferplus_accuracy=alone.ferplus.accuracy if alone and alone.ferplus else None,
+        network_ferplus_macro_f1=alone.ferplus.macro_f1 if alone and alone.ferplus else None,
     )
 
 

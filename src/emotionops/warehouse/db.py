@@ -262,11 +262,13 @@ def write_tables(
     engine: Engine,
     batches: Sequence[tuple[Table, Sequence[dict[str, Any]]]],
     batch_size: int = BATCH_SIZE,
+    then: Callable[[Connection], Any] | None = None,
 ) -> dict[str, int]:
     """Upsert already-checked rows into several tables in ONE transaction.
 
     Either every row of every table is committed or none is: a refused row in the last batch,
-    a lost connection or a killed process leave the warehouse as it was.
+    a lost connection or a killed process leave the warehouse as it was. `then` runs last in
+    the same transaction (e.g. the rollup that must follow the rows it summarises).
     """
     counts: dict[str, int] = {}
     try:
@@ -276,6 +278,8 @@ def write_tables(
                 counts[table.name] = counts.get(table.name, 0) + upsert(
                     conn, table, rows, batch_size
                 )
+            if then is not None:
+                then(conn)
     except WarehouseError:
         raise
     except SQLAlchemyError as exc:

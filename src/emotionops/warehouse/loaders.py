@@ -15,16 +15,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Engine, Float, Integer, String, Table, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from emotionops.acquire.urls import DUPLICATE_RULE
-from emotionops.warehouse.db import BATCH_SIZE, WarehouseError, key_columns, write_tables
+from emotionops.warehouse.db import (
+    BATCH_SIZE,
+    WarehouseError,
+    check_tables,
+    key_columns,
+    write_tables,
+)
+from emotionops.warehouse.rollup import refresh_hours
 from emotionops.warehouse.schema import (
     DATA_TABLES,
     UNKNOWN_MODEL_VERSION,
     UtcDateTime,
     dataset_version,
     emotion_event,
+    emotion_hour,
     image,
     image_url,
     model_promotion,
@@ -207,7 +216,11 @@ def load_promotions(engine: Engine, records: Iterable[Any]) -> int:
 def load_emotion_events(engine: Engine, windows: Iterable[Any]) -> int:
     """Rows from `edge.report.EmotionWindow` objects (or mappings with the same fields, e.g.
     the edge outbox's JSON rows with an ISO-8601 window_start); keyed by (camera_id,
-    window_start, label, model_version), a missing version stored as UNKNOWN_MODEL_VERSION."""
+    window_start, label, model_version), a missing version stored as UNKNOWN_MODEL_VERSION.
+
+    In the same transaction, the emotion_hour rows of every (camera, UTC hour) the batch
+    touches are recomputed from emotion_event (warehouse/rollup.py), so the rollup stays
+    exact when a window is sent again or gains a second model version."""
     rows = []
     for w in windows:
         get = w.get if isinstance(w, Mapping) else lambda k, w=w: getattr(w, k, None)
@@ -227,7 +240,14 @@ def load_emotion_events(engine: Engine, windows: Iterable[Any]) -> int:
                 "distinct_tracks": get("distinct_tracks"),
             }
         )
-    return load_table(engine, emotion_event, rows)
+    clean = check_rows(emotion_event, rows)
+    touched = {(r["camera_id"], r["window_start"]) for r in clean}
+
+    def roll_up(conn: Connection) -> None:
+        check_tables(conn, [emotion_hour])
+        refresh_hours(conn, touched)
+
+    return write_tables(engine, [(emotion_event, clean)], then=roll_up)[emotion_event.name]
 
 
 #: url_outcome.stage values.

@@ -7,6 +7,9 @@ Oracle commits each DDL statement on its own, so a step cannot rely on a rollbac
 1-3 only add (tables, nullable columns). Step 4 is the one that changes a key: it adds
 `model_version` to `emotion_event`'s primary key, so rows without a version get
 UNKNOWN_MODEL_VERSION first; it never drops a row (the old key is a subset of the new one).
+Step 6 adds the hourly rollup emotion_hour and fills it from emotion_event: it deletes what
+a crashed earlier run may have left (Oracle commits the CREATE on its own) and inserts every
+row again with one INSERT ... SELECT, in the step's transaction.
 
 Why not Alembic: the warehouse has a handful of additive steps that must run identically on
 three dialects from a CLI and from Airflow, without a migrations folder to ship next to the
@@ -217,6 +220,15 @@ def _v5_dashboard(conn: Connection) -> list[str]:
     return changes
 
 
+def _v6_emotion_hour(conn: Connection) -> list[str]:
+    """emotion_hour, filled from every emotion_event row (warehouse/rollup.py)."""
+    from emotionops.warehouse.rollup import rebuild_hours
+
+    changes = _create_missing(conn, [s.emotion_hour])
+    changes.append(f"emotion_hour: {rebuild_hours(conn)} rows from emotion_event")
+    return changes
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "image_url, image, dataset_version, training_run, emotion_event", _v1_baseline),
     Migration(
@@ -235,6 +247,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "url_outcome, validation_result; training_run dashboard columns; image.votes; "
         "event time index",
         _v5_dashboard,
+    ),
+    Migration(
+        6, "emotion_hour (hourly emotion rollup), filled from emotion_event", _v6_emotion_hour
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -177,6 +177,28 @@ emotion_event = Table(
 #: primary key starts with camera_id, so it cannot serve that (migration 5).
 Index("ix_emotion_event_start", emotion_event.c.window_start)
 
+#: emotion_event summed per (camera, UTC hour, label), kept exact by `load_emotion_events`
+#: (in the transaction of its upsert) and backfilled by migration 6 (warehouse/rollup.py):
+#: the dashboard's analytics read these rows instead of aggregating every event.
+emotion_hour = Table(
+    "emotion_hour",
+    metadata,
+    Column("camera_id", String(64), primary_key=True),
+    Column("hour_start", UtcDateTime(key=True), primary_key=True),
+    Column("label", String(32), primary_key=True),
+    Column("faces", Integer, nullable=False, comment="sum of face_count"),
+    Column("observations", Integer, comment="sum of observations (NULL: all unknown)"),
+    Column(
+        "tracks",
+        Integer,
+        comment="the camera-hour's tracks, all labels: distinct_tracks once per (window, "
+        "model version), summed; repeated on each label row",
+    ),
+    # Not key columns, so TIMESTAMP WITH TIME ZONE on Oracle (the rollup's insert sets UTC).
+    Column("first_window", UtcDateTime(), nullable=False, comment="earliest window_start"),
+    Column("last_window", UtcDateTime(), nullable=False, comment="latest window_start"),
+)
+
 # Version 2: a training run's reports and the promotion audit trail --------------------------
 
 epoch_metric = Table(
@@ -300,6 +322,7 @@ DATA_TABLES: tuple[Table, ...] = (
     confusion_cell,
     model_promotion,
     emotion_event,
+    emotion_hour,
     url_outcome,
     validation_result,
 )
