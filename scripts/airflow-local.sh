@@ -61,7 +61,11 @@ stop() {
   # leaves its children running, and SIGINT is ignored by a background job of a script.
   kill -TERM -- "-$pid" 2>/dev/null || true
   for _ in $(seq 30); do pgrep -g "$pid" >/dev/null || break; sleep 1; done
-  if pgrep -g "$pid" >/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+  if pgrep -g "$pid" >/dev/null; then
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    # SIGKILL is delivered asynchronously: wait until the group is really gone.
+    for _ in $(seq 20); do pgrep -g "$pid" >/dev/null || break; sleep 0.5; done
+  fi
   rm -f "$PID_FILE" "$URL_FILE"
   echo "Airflow stopped"
 }
