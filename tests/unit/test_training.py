@@ -1,6 +1,6 @@
 """Training stage, fast parts: data contract and errors, the even-batch guard, the model zoo,
-the TFLite export. The odd-batch training runs in a subprocess: TF 2.21 + oneDNN segfaults on
-odd batches in a strided 1x1 Conv2D, and a segfault must fail a test, not kill pytest."""
+the TFLite export. The odd-batch training runs in a subprocess: TF 2.21 + oneDNN segfaults
+in a strided 1x1 Conv2D, and a segfault must fail a test, not kill pytest."""
 
 from __future__ import annotations
 
@@ -93,9 +93,12 @@ ODD_BATCH_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_training_on_odd_sized_splits_does_not_crash(tmp_path: Path) -> None:
-    """7 and 33 images with batch 32 give odd batches that segfault TF 2.21 + oneDNN in this
-    model's strided 1x1 shortcut (verified: a plain model.fit with those batches dies with
-    SIGSEGV/SIGABRT). One subprocess for both sizes: TensorFlow's import alone takes ~15 s."""
+    """7 and 33 images with batch 32 give odd batches, which segfault TF 2.21 + oneDNN in a
+    strided 1x1 Conv2D (verified on Intel with AMX: a plain model.fit with those batches dies
+    with SIGSEGV/SIGABRT; on AMD EPYC every batch size does). small_cnn's shortcut is built
+    without that layer, and the split keeps batches even. Run with oneDNN on, in a
+    subprocess, so a crash fails this test. One subprocess for both sizes: TensorFlow's
+    import alone takes ~15 s."""
     roots = []
     for n_train in (7, 33):
         root = tmp_path / f"n{n_train}"
@@ -151,6 +154,22 @@ def test_bad_split_and_missing_columns(tmp_path: Path) -> None:
 
 
 # Model zoo -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("side", [48, 47, 5])
+def test_strided_pointwise_equals_a_strided_1x1_conv(side: int) -> None:
+    """The crash-free shortcut computes what the strided 1x1 Conv2D it replaces computes."""
+    import keras
+
+    from emotionops.training.models import strided_pointwise
+
+    x = np.random.default_rng(side).normal(size=(3, side, side, 8)).astype(np.float32)
+    inputs = keras.Input((side, side, 8))
+    ours = keras.Model(inputs, strided_pointwise(inputs, 16, 2, "s", "glorot_uniform"))
+    plain = keras.layers.Conv2D(16, 1, strides=2, padding="same", use_bias=False)
+    plain.build(x.shape)
+    plain.set_weights(ours.get_layer("s_conv").get_weights())
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(plain(x)), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("size", [48, 64])
 def test_small_cnn_builds_and_outputs_probabilities(size: int) -> None:
     import keras
@@ -166,9 +185,10 @@ def test_small_cnn_builds_and_outputs_probabilities(size: int) -> None:
         for layer in model.layers
         if isinstance(layer, keras.layers.Conv2D)
         and layer.kernel_size == (1, 1)
-        and layer.strides == (2, 2)
+        and layer.strides != (1, 1)
     ]
-    assert strided_1x1, "the residual 1x1 strided shortcut (odd-batch hazard) must stay covered"
+    assert not strided_1x1, "a strided 1x1 Conv2D crashes oneDNN in training"
+    assert [layer.name for layer in model.layers if layer.name.endswith("_shortcut_subsample")]
     assert model.count_params() < 500_000
     probs = np.asarray(model(np.full((2, size, size, 1), 128.0, np.float32), training=False))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

@@ -1,8 +1,10 @@
 """train.targets hard | majority | votes on a tiny generated split with annotator votes:
-what each keeps, drops and trains on; val/test keep their folder labels and expose votes."""
+what each keeps, drops and trains on; val follows the FER+ majority with them (the epoch kept
+is chosen on the gate's ruler); test keeps its folder labels and exposes votes."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +53,19 @@ def test_majority_keeps_the_fer_plus_majority_and_drops_the_rest(tmp_path: Path)
     assert train.paths == paths and len(paths) == 8
     np.testing.assert_array_equal(train.labels, labels)
     assert train.targets is None
-    # 24 rows: 4 without votes, 12 without a majority in the labels (cases 1, 2, 5)
-    assert data.dropped == {"n_train_dropped_no_votes": 4, "n_train_dropped_no_target": 12}
-    # val and test keep every row and its folder label
+    # 24 train rows: 4 without votes, 12 without a majority in the labels (cases 1, 2, 5);
+    # 6 val rows: the same cases once each
+    assert data.dropped == {
+        "n_train_dropped_no_votes": 4,
+        "n_train_dropped_no_target": 12,
+        "n_val_dropped_no_votes": 1,
+        "n_val_dropped_no_target": 3,
+    }
+    assert data.arrays["val"].paths == expected(split_csv, "val", "majority")[0]
+    # test keeps every row and its folder label
     full = load_arrays(split_csv, tmp_path, LABELS, 48)
-    for split in ("val", "test"):
-        assert data.arrays[split].paths == full[split].paths
-        np.testing.assert_array_equal(data.arrays[split].labels, full[split].labels)
+    assert data.arrays["test"].paths == full["test"].paths
+    np.testing.assert_array_equal(data.arrays["test"].labels, full["test"].labels)
     _, y = next(iter(data.train))
     assert np.asarray(y).ndim == 1  # label indices, as with hard targets
 
@@ -70,7 +78,8 @@ def test_votes_train_on_the_vote_distributions(tmp_path: Path) -> None:
     assert train.paths == paths and len(paths) == 16
     np.testing.assert_allclose(train.targets, soft, atol=1e-6)
     np.testing.assert_array_equal(train.labels, soft.argmax(axis=1))
-    assert data.dropped == {"n_train_dropped_no_votes": 4, "n_train_dropped_no_target": 4}
+    assert data.dropped["n_train_dropped_no_votes"] == 4
+    assert data.dropped["n_train_dropped_no_target"] == 4
     by_pixels = {
         img.astype(np.float32).tobytes(): t for img, t in zip(train.images, soft, strict=True)
     }
@@ -79,6 +88,37 @@ def test_votes_train_on_the_vote_distributions(tmp_path: Path) -> None:
             np.testing.assert_allclose(target, by_pixels[image.tobytes()], atol=1e-6)
     # class weights count each soft target by its argmax, as Keras applies them
     assert class_weights(train.labels, 3) == class_weights(soft.argmax(axis=1), 3)
+
+
+@pytest.mark.parametrize("targets", ["hard", "majority", "votes"])
+def test_val_is_scored_on_the_crowd_majority_with_vote_targets(
+    tmp_path: Path, targets: str
+) -> None:
+    """Every val image's crowd votes for the next label: with majority or votes targets
+    val's labels become that label (early stopping and the epoch kept follow the FER+
+    ruler); hard targets keep the folder labels. test always keeps the folder labels."""
+    from emotionops.dataset.votes import encode_votes
+
+    split_csv = votes_split(tmp_path, {"train": 12, "val": 6, "test": 6})
+    with split_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        if row["split"] == "val":
+            other = LABELS[(LABELS.index(row["label"]) + 1) % len(LABELS)]
+            row["votes"] = encode_votes({other: 8, row["label"]: 2})
+    with split_csv.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*rows[0]])
+        writer.writeheader()
+        writer.writerows(rows)
+    full = load_arrays(split_csv, tmp_path, LABELS, 48)
+    data = make_datasets(split_csv, tmp_path, LABELS, 48, 4, 1, augment=False, targets=targets)
+    folder = full["val"].labels
+    want = folder if targets == "hard" else (folder + 1) % len(LABELS)
+    assert data.arrays["val"].paths == full["val"].paths
+    np.testing.assert_array_equal(data.arrays["val"].labels, want)
+    np.testing.assert_array_equal(data.arrays["test"].labels, full["test"].labels)
+    _, y = next(iter(data.val))
+    np.testing.assert_array_equal(np.asarray(y), want[: len(np.asarray(y))])
 
 
 def test_hard_targets_ignore_the_votes(tmp_path: Path) -> None:

@@ -67,7 +67,8 @@ class Datasets:
     labels: list[str]
     image_size: int
     steps_per_epoch: int = 1  # batches per epoch of the endless train stream
-    #: train images train.targets left out, by why (n_train_dropped_no_votes, ..._no_target)
+    #: train/val images train.targets left out, by why (n_train_dropped_no_votes, ..._no_target,
+    #: n_val_dropped_...)
     dropped: dict[str, int] = field(default_factory=dict)
 
     def count(self, split: str) -> int:
@@ -178,17 +179,17 @@ def load_arrays(
 
 
 def apply_targets(
-    split: SplitArrays, targets: str, labels: Sequence[str]
+    split: SplitArrays, targets: str, labels: Sequence[str], name: str = "train"
 ) -> tuple[SplitArrays, dict[str, int]]:
-    """The train split as train.targets reads it, and how many images it dropped, by why.
+    """Split `name` as train.targets reads it, and how many images it dropped, by why.
 
     hard: as it is (folder labels). majority: each image's label becomes the FER+ majority
     of its votes (dataset.votes.majority). votes: `targets` become the vote distributions
     over the labels (dataset.votes.vote_distribution, FER+'s "probability" scheme) and
     `labels` their argmax, which is what class weights, balance `sample` and Keras' train
     accuracy count by (a soft target's class is its largest share). Images without votes
-    (n_train_dropped_no_votes) or whose votes give no target in the label set: no majority,
-    or only votes outside the labels (n_train_dropped_no_target) are dropped."""
+    (n_{name}_dropped_no_votes) or whose votes give no target in the label set: no majority,
+    or only votes outside the labels (n_{name}_dropped_no_target) are dropped."""
     from emotionops.dataset.votes import majority, vote_distribution
 
     if targets == "hard":
@@ -198,7 +199,7 @@ def apply_targets(
     if len(split) and not any(v is not None for v in split.votes):
         raise TrainingDataError(
             f"train.targets {targets} needs annotator votes, and none of the {len(split)} "
-            f"train images has any (split.csv has no `votes`): {VOTES_FIX}"
+            f"{name} images has any (split.csv has no `votes`): {VOTES_FIX}"
         )
     keep: list[int] = []
     new_labels: list[int] = []
@@ -224,7 +225,7 @@ def apply_targets(
         keep.append(i)
     if not keep:
         raise TrainingDataError(
-            f"train.targets {targets} left no train image: {no_votes} have no votes and "
+            f"train.targets {targets} left no {name} image: {no_votes} have no votes and "
             f"{no_target} votes give no target in the labels {list(labels)}"
         )
     idx = np.asarray(keep, dtype=np.int64)
@@ -235,7 +236,7 @@ def apply_targets(
         votes=[split.votes[i] for i in keep],
         targets=np.stack(soft).astype(np.float32) if soft else None,
     )
-    return kept, {"n_train_dropped_no_votes": no_votes, "n_train_dropped_no_target": no_target}
+    return kept, {f"n_{name}_dropped_no_votes": no_votes, f"n_{name}_dropped_no_target": no_target}
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -324,12 +325,18 @@ def make_datasets(
     `train_targets` maps the decoded train split to one target vector per image (soft labels,
     `distill.soft_targets`): the train stream then yields those instead of label indices.
     `targets` (train.targets, see `apply_targets`) reads the train split's votes first; with
-    `votes` the train stream yields the vote distributions. val and test keep their rows and
-    folder labels (the evaluation's ruler)."""
+    `votes` the train stream yields the vote distributions. With majority or votes, val
+    is scored on the FER+ majority too (its images without one are dropped, counted as
+    n_val_dropped_*): the epoch kept and early stopping then follow the ruler the
+    registry gate decides on, not the folder labels the votes were brought in to correct.
+    test keeps its rows and folder labels: evaluation reads both rulers from it."""
     import tensorflow as tf
 
     arrays = load_arrays(split_csv, faces_root, labels, image_size)
     arrays["train"], dropped = apply_targets(arrays["train"], targets, labels)
+    if targets != "hard" and len(arrays["val"]):
+        arrays["val"], val_dropped = apply_targets(arrays["val"], "majority", labels, "val")
+        dropped.update(val_dropped)
     a = arrays["train"]
     n_train = len(a)
     train_batch = even_batch_size(batch_size, n_train)

@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from emotionops.errors import EmotionOpsError
 
@@ -42,14 +42,28 @@ class _Seeds:
         return self._next
 
 
+def strided_pointwise(x: Any, filters: int, strides: int, name: str, initializer: Any) -> Any:
+    """A 1x1 Conv2D with `strides` (padding same), built as a subsampling (1x1 max-pool with
+    those strides) then an unstrided 1x1 Conv2D: the same outputs for the same kernel, on
+    any input size. Why: training a strided 1x1 Conv2D in float32 crashes TF 2.21's oneDNN
+    kernels (segfault or "double free"); measured on AMD EPYC (AVX-512, no AMX) at every
+    batch size, on Intel with AMX at odd batch sizes (PLATFORM-NOTES)."""
+    from keras import layers
+
+    x = layers.MaxPooling2D(1, strides=strides, padding="same", name=f"{name}_subsample")(x)
+    return layers.Conv2D(
+        filters, 1, use_bias=False, kernel_initializer=initializer, name=f"{name}_conv"
+    )(x)
+
+
 def _small_cnn(
     image_size: int, n_classes: int, seed: int, width: float = 1.0, dropout: float = 0.3
 ) -> keras.Model:
     """Compact residual CNN for 48-64 px grayscale faces (~100k parameters at width 1).
 
-    The downsampling blocks use a strided 1x1 Conv2D shortcut (as mini-Xception does): that is
-    exactly the layer that crashes TF 2.21 + oneDNN on odd training batches, so keeping it
-    here keeps the even-batch guard in data.py honest and tested.
+    The downsampling blocks have mini-Xception's strided 1x1 shortcut, built as a
+    subsampling then a 1x1 Conv2D (`strided_pointwise`): the same function, without the
+    layer that crashes TF 2.21 + oneDNN in training.
     """
     import keras
     from keras import layers
@@ -73,15 +87,9 @@ def _small_cnn(
         return layers.ReLU(name=f"{name}_relu")(x)
 
     def residual_down(x, filters: int, name: str):
-        shortcut = layers.Conv2D(
-            filters,
-            1,
-            strides=2,
-            padding="same",
-            use_bias=False,
-            kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
-            name=f"{name}_shortcut",
-        )(x)
+        shortcut = strided_pointwise(
+            x, filters, 2, f"{name}_shortcut", keras.initializers.HeNormal(seed=seeds())
+        )
         shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_shortcut_bn")(
             shortcut
         )
@@ -99,9 +107,7 @@ def _small_cnn(
 
     inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    # Narrow full-resolution stem (8 channels, like mini-Xception's): cheap at 48-64 px, and
-    # the first strided 1x1 shortcut below sees exactly the shape that crashed in
-    # PLATFORM-NOTES, so the even-batch test exercises the real hazard.
+    # Narrow full-resolution stem (8 channels, like mini-Xception's): cheap at 48-64 px.
     x = conv_bn_relu(x, w(8), name="stem1")
     x = conv_bn_relu(x, w(8), name="stem2")
     x = residual_down(x, w(16), name="block1")

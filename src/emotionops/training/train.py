@@ -617,12 +617,12 @@ def prepare_data(
         targets=params.targets,
     )
     if data.dropped:
-        dropped = sum(data.dropped.values())
-        text = (
-            f"train.targets {params.targets}: {dropped} train images dropped "
-            f"({data.dropped['n_train_dropped_no_votes']} without votes, "
-            f"{data.dropped['n_train_dropped_no_target']} whose votes give no target in the "
-            f"labels), {data.count('train')} kept"
+        text = f"train.targets {params.targets}: " + "; ".join(
+            f"{data.dropped[f'n_{split}_dropped_no_votes']} {split} images without votes and "
+            f"{data.dropped[f'n_{split}_dropped_no_target']} whose votes give no target in the "
+            f"labels dropped, {data.count(split)} kept"
+            for split in ("train", "val")
+            if f"n_{split}_dropped_no_votes" in data.dropped
         )
         log.info(text)
         if progress:
