@@ -332,7 +332,8 @@ class TrainParams(_Section):
         "hard",
         description="hard (the folder label) | majority (FER+ majority of the image's votes; "
         "no majority in the labels: dropped) | votes (the vote distribution over the labels, "
-        "soft targets): the train split's targets; val and test keep their folder labels",
+        "soft targets): the train split's targets; with majority or votes, val is scored on "
+        "the FER+ majority too; test keeps its folder labels (evaluation reads both rulers)",
     )
     augment: AugmentParams = AugmentParams()
     precision: str = Field(
