@@ -298,7 +298,7 @@ def import_(
             help="A per-image vote table for SOURCE: FER+'s ferplus.csv, or a CSV of `file` "
             "(the image's path in SOURCE, e.g. train/angry/fer0000000.png) plus one count "
             "column per class. The votes go into the split, DVC and the warehouse (targets "
-            "for train.targets majority | votes)."
+            "for train.targets auto | majority | votes)."
         ),
     ] = None,
     vote_map: Annotated[

@@ -264,7 +264,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
 #: train.targets: what the train split learns from (emotionops.training.data.apply_targets).
-TARGETS = ("hard", "majority", "votes")
+TARGETS = ("auto", "hard", "majority", "votes")
 
 
 class TrainParams(_Section):
@@ -329,8 +329,9 @@ class TrainParams(_Section):
     patience: int = Field(15, ge=1, le=1_000, description="early stopping patience (epochs)")
     balance: str = Field("none", description="none | class_weight | sample")
     targets: str = Field(
-        "hard",
-        description="hard (the folder label) | majority (FER+ majority of the image's votes; "
+        "auto",
+        description="auto (votes when the train split carries annotator votes, else hard) | "
+        "hard (the folder label) | majority (FER+ majority of the image's votes; "
         "no majority in the labels: dropped) | votes (the vote distribution over the labels, "
         "soft targets): the train split's targets; with majority or votes, val is scored on "
         "the FER+ majority too; test keeps its folder labels (evaluation reads both rulers)",

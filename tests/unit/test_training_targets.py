@@ -160,6 +160,33 @@ def test_malformed_votes_name_the_line(tmp_path: Path) -> None:
 
 
 def test_targets_param_is_checked() -> None:
-    assert TrainParams().targets == "hard"
+    assert TrainParams().targets == "auto"
     with pytest.raises(ValueError, match=r"train\.targets must be one of"):
         TrainParams(targets="soft")
+
+
+def test_auto_targets_are_votes_with_votes_and_hard_without(tmp_path: Path) -> None:
+    from emotionops.training.data import resolve_targets
+
+    with_votes = votes_split(tmp_path / "v", {"train": 12, "val": 6, "test": 6})
+    plain = write_bar_faces(tmp_path / "p", {"train": 12, "test": 6}, LABELS, 48, 0)
+    assert resolve_targets("auto", with_votes) == "votes"
+    assert resolve_targets("auto", plain) == "hard"
+    assert resolve_targets("majority", plain) == "majority"  # asked for: the reader says why not
+    auto = make_datasets(
+        with_votes, tmp_path / "v", LABELS, 48, 4, 1, augment=False, targets="auto"
+    )
+    assert auto.arrays["train"].targets is not None  # trained on the vote distributions
+    hard = make_datasets(plain, tmp_path / "p", LABELS, 48, 4, 1, augment=False, targets="auto")
+    assert hard.dropped == {} and hard.count("train") == 12
+    # only the train rows count: votes on test alone leave the train split on folder labels
+    with with_votes.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        if row["split"] != "test":
+            row["votes"] = ""
+    with with_votes.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*rows[0]])
+        writer.writeheader()
+        writer.writerows(rows)
+    assert resolve_targets("auto", with_votes) == "hard"

@@ -178,6 +178,21 @@ def load_arrays(
     return out
 
 
+def resolve_targets(targets: str, split_csv: Path) -> str:
+    """train.targets `auto`: votes when some train row of the split file carries annotator
+    votes (an import with `--votes`), else hard. Other values are returned as they are."""
+    if targets != "auto":
+        return targets
+    if not split_csv.is_file():
+        return "hard"  # load_arrays names the missing file
+    with split_csv.open(newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader(fh)
+        if VOTES_COLUMN not in (rows.fieldnames or []):
+            return "hard"
+        has_votes = any(r.get(VOTES_COLUMN) and r.get("split") == "train" for r in rows)
+    return "votes" if has_votes else "hard"
+
+
 def apply_targets(
     split: SplitArrays, targets: str, labels: Sequence[str], name: str = "train"
 ) -> tuple[SplitArrays, dict[str, int]]:
@@ -195,7 +210,10 @@ def apply_targets(
     if targets == "hard":
         return split, {}
     if targets not in ("majority", "votes"):
-        raise TrainingDataError(f"unknown train.targets {targets!r} (hard | majority | votes)")
+        raise TrainingDataError(
+            f"unknown train.targets {targets!r} (hard | majority | votes; auto is resolved "
+            "first: resolve_targets)"
+        )
     if len(split) and not any(v is not None for v in split.votes):
         raise TrainingDataError(
             f"train.targets {targets} needs annotator votes, and none of the {len(split)} "
@@ -333,6 +351,7 @@ def make_datasets(
     import tensorflow as tf
 
     arrays = load_arrays(split_csv, faces_root, labels, image_size)
+    targets = resolve_targets(targets, split_csv)
     arrays["train"], dropped = apply_targets(arrays["train"], targets, labels)
     if targets != "hard" and len(arrays["val"]):
         arrays["val"], val_dropped = apply_targets(arrays["val"], "majority", labels, "val")

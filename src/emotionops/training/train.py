@@ -669,21 +669,22 @@ def build_model(params: TrainParams, labels: list[str], categorical: bool) -> ke
 
 def log_inputs(
     params: TrainParams,
-    requested_precision: str,
+    requested: dict[str, str],
     labels: list[str],
     prepared: Prepared,
     model: keras.Model,
     patience: int,
     tags: dict[str, str],
 ) -> None:
-    """Every param (the precision as resolved, and as asked), data sizes and the run's tags."""
+    """Every param (precision and targets as resolved, and as asked: `requested`), data
+    sizes and the run's tags."""
     import mlflow
 
     data = prepared.data
     mlflow.log_params(
         {
             **flat_params(params),
-            "precision_requested": requested_precision,
+            **{f"{key}_requested": value for key, value in requested.items()},
             "labels": json.dumps(list(labels)),
             "n_classes": len(labels),
             "train_batch_size_effective": data.train_batch_size,
@@ -938,9 +939,12 @@ def train(
     stopping watches params.monitor with `patience` (default params.patience) epochs when a
     val split exists and restores the best weights. `export_dir` also receives model.keras,
     model.tflite, labels.json and model_card.md (the DVC train stage's output)."""
+    from emotionops.training.data import resolve_targets
+
     labels = list(labels)
-    requested_precision = params.precision
+    requested = {"precision": params.precision, "targets": params.targets}
     params = resolve_params(params, progress)
+    params = params.model_copy(update={"targets": resolve_targets(params.targets, split_csv)})
     from emotionops.tracking import TrackingError, ensure_reachable
 
     try:
@@ -969,7 +973,7 @@ def train(
         **(run_tags or {}),
     }
     with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="emotionops-") as tmp:
-        log_inputs(params, requested_precision, labels, prepared, model, patience, tags)
+        log_inputs(params, requested, labels, prepared, model, patience, tags)
         fitted = fit(model, prepared, labels, params, patience, progress)
         scores = evaluate_deployed(model, params, labels, data, test_votes(split_csv, data))
         log_scores(scores, fitted, prepared.distill_seconds, Path(tmp))
