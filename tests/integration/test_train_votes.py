@@ -1,6 +1,6 @@
-"""A tiny end-to-end train on vote distributions (train.targets votes) with label smoothing,
-mixup and class weights: the run finishes, logs what it dropped (train and val), and scores
-the test split on its folder labels."""
+"""A tiny end-to-end train on vote distributions (train.targets and partners auto) with label
+smoothing, mixup and class weights: the run finishes, logs what it dropped (train and val),
+and scores the test split on its folder labels."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_a_tiny_train_on_vote_distributions_runs_end_to_end(
 
     split_csv = votes_split(tmp_path, {"train": 48, "val": 9, "test": 12})
     params = tiny_train_params(
-        targets="votes", epochs=3, batch_size=16, label_smoothing=0.1,
+        targets="auto", partners="auto", epochs=3, batch_size=16, label_smoothing=0.1,
         augment={"flip": True, "mixup": 0.2},
     )  # fmt: skip
     result = train(
@@ -34,7 +34,9 @@ def test_a_tiny_train_on_vote_distributions_runs_end_to_end(
     assert (result.n_train, result.n_val, result.n_test) == (32, 3, 12)
     assert result.epochs_run == 3 and 0.0 <= result.test_accuracy <= 1.0
     run = MlflowClient(tracking_uri=mlflow_server).get_run(result.run_id)
-    assert run.data.params["targets"] == "votes"
+    # auto on a split with votes: vote targets, and the deployed model has no partners
+    assert run.data.params["targets"] == "votes" and run.data.params["partners"] == "[]"
+    assert run.data.params["targets_requested"] == run.data.params["partners_requested"] == "auto"
     assert run.data.params["n_train_dropped_no_votes"] == "8"
     assert run.data.params["n_train_dropped_no_target"] == "8"
     assert run.data.params["n_train"] == "32"

