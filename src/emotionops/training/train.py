@@ -663,8 +663,8 @@ def log_inputs(
     patience: int,
     tags: dict[str, str],
 ) -> None:
-    """Every param (precision and targets as resolved, and as asked: `requested`), data
-    sizes and the run's tags."""
+    """Every param (precision, targets and partners as resolved, and as asked: `requested`),
+    data sizes and the run's tags."""
     import mlflow
 
     data = prepared.data
