@@ -44,12 +44,20 @@ def views(images: np.ndarray, shift: int) -> dict[str, np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project", type=Path, required=True, help="a trained project folder")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        help="a trained project folder (bench/training.py --work W: W/labels4)",
+    )
+    parser.add_argument("--quick", action="store_true", help="accepted for `make bench`; no effect")
     parser.add_argument("--partners", default="fer,human", help="partner networks to try")
     parser.add_argument(
         "--shift", type=int, default=2, help="pixels of the shifted views (0: none)"
     )
     args = parser.parse_args()
+    if args.project is None:  # `make bench` runs every script: this one needs a trained project
+        print("skipped: no --project (train one first: bench/training.py --work W, then W/labels4)")
+        return 0
 
     import keras
     from rich.console import Console
