@@ -5,12 +5,12 @@ test-time views (issue 20), on both rulers, with no retraining.
 
 DIR is a project a training run left (a `bench/training.py --work W` run leaves W/labels4
 and W/labels7): its data/split.csv (with votes for the FER+ ruler), data/faces/ and
-data/model/ (model.keras, labels.json); its params.yaml, else the repo's. The trained model is scored on the frozen test split as it was
-exported, then averaged with each subset of the partners (equal weights, as
-models.inference_model deploys them) and over more views of each face (the mirror, and
-shifts of +-`shift` pixels with edge padding, on each member). Every probability is
-computed once per member and view, and the table's rows are averages of those, so the
-rows differ only in what they average.
+data/model/ (model.keras, labels.json); its params.yaml, else the repo's. The trained model
+is scored on the frozen test split as it was exported, then averaged with each subset of
+the partners (equal weights, as models.inference_model deploys them) and over more views
+of each face (the mirror, and shifts of +-`shift` pixels with edge padding, on each
+member). Every probability is computed once per member and view, and the table's rows are
+averages of those, so the rows differ only in what they average.
 """
 
 from __future__ import annotations
