@@ -3,23 +3,16 @@ real pipeline on FER2013 (skipped when ../shared/data is absent)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).parents[2] / "bench" / "training.py"
+from _bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_training", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("training")
 
 
 def test_set_overrides_nested_keys_without_dropping_their_siblings(bench) -> None:

@@ -4,24 +4,16 @@ CPU (it stops with an error if the rollup and the events disagree on a request).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).parents[2] / "bench" / "dashboard_queries.py"
+from _bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_dashboard_queries", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("dashboard_queries")
 
 
 def test_rows_are_edge_shaped(bench) -> None:

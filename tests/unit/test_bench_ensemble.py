@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-BENCH = Path(__file__).parents[2] / "bench" / "ensemble.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_ensemble", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from _bench import load_bench
 
 
 def test_views_are_the_face_its_mirror_and_their_edge_padded_shifts() -> None:
-    views = load_bench().views
+    views = load_bench("ensemble").views
     faces = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6, 1)
     out = views(faces, 2)
     assert len(out) == 10 and all(v.shape == faces.shape for v in out.values())
